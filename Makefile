@@ -1,0 +1,70 @@
+# esteira: every target does its own setup (uv, .venv from the lock, Debian packages).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY      := .venv/bin/python
+ESTEIRA := .venv/bin/esteira
+UV      := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+CONFIG  ?=
+CFG     := $(if $(CONFIG),--config $(CONFIG),)
+
+.PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load feast-serve clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "== installing uv"; python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	@echo "== creating .venv from uv.lock"
+	@$(UV) sync --frozen --quiet
+	@touch $@
+
+deps: ## Debian packages the tests use (redis-server), installed when missing
+	@command -v redis-server >/dev/null 2>&1 || { echo "== installing redis-server"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	  || echo "warning: could not install redis-server; Redis tests will be skipped"; }
+
+setup: .venv/.synced ## create .venv from the lock
+
+run: setup ## generate data if absent and run the training pipeline locally (kfp.local)
+	@$(ESTEIRA) $(CFG) run training
+
+test: setup deps ## the test suite
+	@$(PY) -m pytest -q
+
+lint: setup ## ruff
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+compile: setup ## compile every pipeline to dist/pipelines/<name>.yaml
+	@$(ESTEIRA) $(CFG) compile
+
+images: ## build the component/serving images (needs a Docker engine)
+	@./docker/build.sh
+
+manifests: setup ## render and validate kustomize overlays into dist/manifests/
+	@$(ESTEIRA) $(CFG) manifests
+
+serve: setup deps ## serve the production model: transformer :8080 -> predictor :8085 (gRPC :8086)
+	@$(ESTEIRA) $(CFG) serve
+
+predict: setup ## send a sample request to the running transformer
+	@$(ESTEIRA) $(CFG) predict
+
+feast-serve: setup ## start `feast serve` on 127.0.0.1 for feature_repo/
+	@$(ESTEIRA) $(CFG) feast-serve
+
+bench: setup deps ## benchmarks (never tests): results in dist/bench/
+	@$(PY) -m bench
+
+monitor: setup ## run the monitoring pipeline over the prediction log
+	@$(ESTEIRA) $(CFG) monitor
+
+fuzz: setup deps ## full fuzz run against predictor and transformer: dist/fuzz/summary.json
+	@$(PY) -m bench.fuzz
+
+load: setup deps ## load test from a separate process: dist/load/summary.json
+	@$(PY) -m bench.load
+
+clean: ## remove generated outputs (keeps .venv)
+	rm -rf dist data local_outputs feature_repo/data

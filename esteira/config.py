@@ -1,0 +1,260 @@
+"""The one typed configuration.
+
+Precedence, lowest first: defaults (the local mode works with no file), a YAML
+file (``--config``), environment variables ``ESTEIRA_<SECTION>__<KEY>``.
+Credentials are never configuration: storage reads them from the environment
+(``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, as MinIO, s3fs and KServe do).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from esteira.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "ESTEIRA_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSettings(_Section):
+    source_uri: str = Field(
+        "data/fleet.parquet", description="CSV or Parquet: path, http(s):// or s3://"
+    )
+    machines: int = Field(100, ge=1, le=100_000)
+    days: int = Field(365, ge=3, le=3650)
+    start: str = "2025-01-01"
+    seed: int = 42
+    period: Literal["normal", "stable", "drifted"] = "normal"
+
+
+class StorageSettings(_Section):
+    kind: Literal["local", "s3"] = "local"
+    root: str = Field("dist/store", description="local mode: directory that holds everything")
+    endpoint: str = Field("", description="s3 mode: host:port of MinIO/S3, no scheme")
+    secure: bool = Field(False, description="s3 mode: use https")
+    bucket: str = "esteira"
+    prefix: str = ""
+    region: str = "us-east-1"
+    retries: int = Field(4, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _s3_needs_endpoint(self) -> StorageSettings:
+        if self.kind == "s3" and not self.endpoint:
+            raise ValueError("storage.endpoint is required when storage.kind is 's3' (host:port)")
+        if "://" in self.endpoint:
+            raise ValueError("storage.endpoint is host:port without a scheme; set storage.secure")
+        return self
+
+
+class ValidationSettings(_Section):
+    min_rows: int = Field(100, ge=1)
+    max_null_ratio: float = Field(0.01, ge=0, le=1)
+    future_tolerance_hours: float = Field(1.0, ge=0)
+
+
+class FeatureSettings(_Section):
+    repo_path: str = "feature_repo"
+    feature_service: str = "machine_failure"
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_connection: str = "127.0.0.1:6379"
+    offline_store: Literal["local", "s3"] = "local"
+    label_horizon_hours: int = Field(24, ge=1)
+    sample_every_hours: int = Field(
+        6, ge=1, description="one training row per machine every N hours"
+    )
+    max_dropped_share: float = Field(0.05, ge=0, le=1, description="rows Feast may drop for TTL")
+
+
+ModelFamily = Literal["gradient_boosting", "random_forest", "logistic_regression"]
+
+
+class ModelSettings(_Section):
+    name: str = Field("machine-failure", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    task: Literal["classification", "regression"] = "classification"
+    family: ModelFamily = "gradient_boosting"
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    random_state: int = 42
+    test_fraction: float = Field(0.2, gt=0, lt=0.9)
+    decision_threshold: float = Field(0.5, gt=0, lt=1)
+
+
+class GateSettings(_Section):
+    thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"roc_auc": 0.8},
+        description="metric -> minimum (or maximum for rmse/mae)",
+    )
+    compare_metric: str = "roc_auc"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    min_improvement: float = Field(0.0, ge=0)
+
+
+class ImageSettings(_Section):
+    registry: str = "ghcr.io/esteira"
+    name: str = "esteira"
+    tag: str = "0.1.0"
+
+    @property
+    def reference(self) -> str:
+        return f"{self.registry.rstrip('/')}/{self.name}:{self.tag}"
+
+
+class KServeSettings(_Section):
+    namespace: str = Field("esteira", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    service_account: str = "esteira-models"
+    protocol: Literal["v1", "v2"] = "v2"
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(3, ge=1)
+    canary_traffic_percent: int | None = Field(None, ge=0, le=100)
+    transformer: bool = False
+    cpu: str = "500m"
+    memory: str = "1Gi"
+    ready_timeout_seconds: int = Field(300, ge=1)
+
+
+class KFPSettings(_Section):
+    host: str = "http://127.0.0.1:8888"
+    experiment: str = "esteira"
+    secret_name: str = Field("esteira-s3", description="Kubernetes Secret with the S3 credentials")
+
+
+class ServingSettings(_Section):
+    transformer_port: int = Field(8080, ge=1, le=65535)
+    predictor_port: int = Field(8085, ge=1, le=65535)
+    grpc_port: int = Field(8086, ge=1, le=65535)
+    predictor_protocol: Literal["v1", "v2"] = "v2"
+    max_batch: int = Field(1000, ge=1)
+    log_flush_rows: int = Field(500, ge=1)
+    log_flush_seconds: float = Field(2.0, gt=0)
+    timeout_seconds: float = Field(5.0, gt=0)
+
+
+class MonitoringSettings(_Section):
+    psi_moderate: float = Field(0.1, gt=0)
+    psi_significant: float = Field(0.25, gt=0)
+    p_value: float = Field(0.05, gt=0, lt=1)
+    drift_share: float = Field(
+        0.3, gt=0, le=1, description="share of drifting features = dataset drift"
+    )
+    performance_tolerance: float = Field(0.05, ge=0, le=1)
+
+
+class Settings(BaseSettings):
+    """Everything esteira can be told. ``Settings()`` is the local mode."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data: DataSettings = Field(default_factory=DataSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    image: ImageSettings = Field(default_factory=ImageSettings)
+    kserve: KServeSettings = Field(default_factory=KServeSettings)
+    kfp: KFPSettings = Field(default_factory=KFPSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+
+    @field_validator("gate")
+    @classmethod
+    def _known_gate_metrics(cls, gate: GateSettings) -> GateSettings:
+        unknown = set(gate.thresholds) | {gate.compare_metric}
+        unknown -= set(KNOWN_METRICS)
+        if unknown:
+            raise ValueError(
+                f"unknown metric(s) {sorted(unknown)}; allowed: {sorted(KNOWN_METRICS)}"
+            )
+        return gate
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # env wins over the YAML file, which load_settings passes as init values
+        return env_settings, init_settings
+
+    # ---- helpers used across components -------------------------------------------------
+    def resolved(self) -> Settings:
+        """A copy whose local paths are absolute, so subprocesses agree on them."""
+        data = self.model_dump()
+        data["storage"]["root"] = str(resolve_path(self.storage.root))
+        data["features"]["repo_path"] = str(resolve_path(self.features.repo_path))
+        if "://" not in self.data.source_uri:
+            data["data"]["source_uri"] = str(resolve_path(self.data.source_uri))
+        return Settings.model_validate(data)
+
+
+KNOWN_METRICS = {
+    "roc_auc": "maximize",
+    "pr_auc": "maximize",
+    "f1": "maximize",
+    "precision": "maximize",
+    "recall": "maximize",
+    "accuracy": "maximize",
+    "rmse": "minimize",
+    "mae": "minimize",
+    "r2": "maximize",
+}
+
+
+def resolve_path(path: str | Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (Path.cwd() / p).resolve()
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        env = ENV_PREFIX + "__".join(str(p).upper() for p in e["loc"])
+        got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{key}: {msg}{got}. Fix: set `{key}` in {source} or {env}")
+    return "; ".join(lines)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Defaults, then the YAML file, then ``ESTEIRA_*`` environment variables."""
+    values: dict[str, Any] = {}
+    source = "the YAML config"
+    if path:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError("--config", f"file {p} does not exist", "pass a YAML file path")
+        try:
+            values = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                "--config", f"{p} is not valid YAML ({exc})", "fix the YAML"
+            ) from None
+        if not isinstance(values, dict):
+            raise ConfigError("--config", f"{p} must hold a mapping of sections", "see README")
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError("config", _format_validation_error(exc, source)) from None
+
+
+def settings_from_dict(values: dict[str, Any]) -> Settings:
+    """Rebuild settings inside a component from the pipeline's ``config`` parameter."""
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError("config", _format_validation_error(exc, "the pipeline config")) from None
