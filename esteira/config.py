@@ -8,6 +8,7 @@ Credentials are never configuration: storage reads them from the environment
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -252,8 +253,17 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise ConfigError("config", _format_validation_error(exc, source)) from None
 
 
-def settings_from_dict(values: dict[str, Any]) -> Settings:
+def settings_to_json(settings: Settings) -> str:
+    """The pipelines' ``config`` parameter: non-secret settings as canonical JSON (stable bytes)."""
+    return json.dumps(settings.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
+
+
+def settings_from_json(text: str) -> Settings:
     """Rebuild settings inside a component from the pipeline's ``config`` parameter."""
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("config", f"the pipeline parameter is not JSON ({exc})", "pass the JSON settings") from None
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:
