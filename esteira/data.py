@@ -79,13 +79,25 @@ def _ramp(hours: int, end: int, length: int) -> np.ndarray:
     return progress**2
 
 
+def _fleet(seed: int, machines: int) -> list[tuple[str, int]]:
+    """(model, age) per machine: fixed by the seed alone, so every period sees the same fleet."""
+    rng = np.random.default_rng([seed, 0])
+    return [
+        (str(rng.choice(MODELS, p=MODEL_SHARE)), int(rng.integers(0, 21))) for _ in range(machines)
+    ]
+
+
 def _machine(
-    rng: np.random.Generator, machine_id: int, hours: int, spec: FleetSpec, drifted: bool
+    rng: np.random.Generator,
+    machine_id: int,
+    attributes: tuple[str, int],
+    hours: int,
+    spec: FleetSpec,
+    drifted: bool,
 ) -> dict:
-    model = str(rng.choice(MODELS, p=MODEL_SHARE))
+    model, age = attributes
     if drifted and rng.random() < 0.25:
-        model = "model5"  # a new model entering the fleet
-    age = int(rng.integers(0, 21))
+        model = "model5"  # replaced by a new model entering the fleet
     risk = MODEL_RISK[model] * (0.7 + age / 25)
     offset = {s: rng.normal(0, sd * 0.15) for s, (_, sd) in BASELINE.items()}
     sensors = {s: rng.normal(mu + offset[s], sd, hours) for s, (mu, sd) in BASELINE.items()}
@@ -133,11 +145,13 @@ def generate_fleet(
         raise ValueError(f"period must be normal, stable or drifted, got {period!r}")
     spec = FleetSpec(machines=machines, days=days, start=start, seed=seed, period=period)
     hours = days * 24
-    rng = np.random.default_rng(seed)
-    stamps = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=hours, freq="h")
-    parts = [
-        _machine(rng, m, hours, spec, drifted=period == "drifted") for m in range(1, machines + 1)
-    ]
+    first = pd.Timestamp(start, tz="UTC")
+    # the time series depend on the seed and the period's start: a later period is new data
+    rng = np.random.default_rng([seed, 1, int(first.timestamp()) // 3600])
+    stamps = pd.date_range(first, periods=hours, freq="h")
+    fleet = _fleet(seed, machines)
+    drifted = period == "drifted"
+    parts = [_machine(rng, m, fleet[m - 1], hours, spec, drifted) for m in range(1, machines + 1)]
     frame = pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
     frame.insert(0, "timestamp", np.tile(stamps, machines))
     frame["model"] = frame["model"].astype("string")
