@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,7 +71,9 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
 def s3_settings(s3_server: S3Server):
     from esteira.config import StorageSettings
 
-    return StorageSettings(kind="s3", endpoint=s3_server.endpoint, bucket="esteira-test", retries=1)
+    # moto keeps buckets across server instances in one process: a fresh bucket per test
+    bucket = f"esteira-test-{uuid.uuid4().hex[:12]}"
+    return StorageSettings(kind="s3", endpoint=s3_server.endpoint, bucket=bucket, retries=1)
 
 
 class RedisServer:
