@@ -6,7 +6,6 @@ serialises a component's body alone, so its imports live inside it. No
 ``from __future__ import annotations`` here: KFP reads the real annotation objects.
 """
 
-
 from typing import NamedTuple
 
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
@@ -117,11 +116,15 @@ def build_training_set(
                 "feature_service": result.feature_service,
                 "feature_names": result.feature_names,
                 "requested_rows": result.requested_rows,
-                "dropped_by_ttl": result.dropped_by_ttl,
+                "dropped_by_ttl": result.dropped_rows,
+                "dropped_by_view": result.dropped_by_ttl,
             }
         )
+        print(
+            f"training set: {len(result.frame)} rows, {result.dropped_rows} dropped by TTL {result.dropped_by_ttl}"
+        )
         info = namedtuple("TrainingSetInfo", ["feature_service", "training_rows", "dropped_by_ttl"])
-        return info(result.feature_service, len(result.frame), result.dropped_by_ttl)
+        return info(result.feature_service, len(result.frame), result.dropped_rows)
 
 
 @component
@@ -182,17 +185,16 @@ def evaluate(
     metrics: Output[Metrics],
     curves: Output[ClassificationMetrics],
     report: Output[HTML],
-) -> NamedTuple("EvaluationResult", gate_passed=bool, scores=dict):
-    """Hold-out metrics for the UI (scalars, ROC curve, confusion matrix) and the absolute gate."""
+) -> dict:
+    """Hold-out metrics for the UI (scalars, ROC curve, confusion matrix, an HTML report)."""
     import json
     import os
-    from collections import namedtuple
     from pathlib import Path
 
     import joblib
     import pandas as pd
 
-    from components.evaluate import evaluate as run
+    from components.evaluate import score
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded
     from esteira.report import render_metrics_html
@@ -201,29 +203,35 @@ def evaluate(
         settings = settings_from_json(config)
         info = json.loads(Path(model.path, "training.json").read_text())
         fitted = joblib.load(os.path.join(model.path, "model.joblib"))
-        result = run(
+        result = score(
             fitted,
             pd.read_parquet(holdout.path),
             info["feature_names"],
             info["label"],
             settings.model,
-            settings.gate.thresholds,
         )
         for name, value in result.metrics.items():
             metrics.log_metric(name, round(value, 6))
         if result.roc:
             curves.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["threshold"])
             curves.log_confusion_matrix(["no failure", "failure"], result.confusion)
-        with open(report.path, "w") as fh:
-            fh.write(
-                render_metrics_html(
-                    result.metrics, result.roc, result.confusion, "Hold-out evaluation"
-                )
-            )
-        verdict = "passed" if result.gate_passed else "failed: " + "; ".join(result.gate_failures)
-        print(f"gate {verdict}")
-        out = namedtuple("EvaluationResult", ["gate_passed", "scores"])
-        return out(result.gate_passed, result.metrics)
+        Path(report.path).write_text(
+            render_metrics_html(result.metrics, result.roc, result.confusion, "Hold-out evaluation")
+        )
+        return result.metrics
+
+
+@component
+def gate(config: str, scores: dict) -> bool:
+    """The absolute thresholds (gate.thresholds). One boolean output, so `dsl.If` can branch on it."""
+    from components.evaluate import check_thresholds
+    from esteira.config import settings_from_json
+    from esteira.kfp_support import guarded
+
+    with guarded("gate"):
+        failures = check_thresholds(scores, settings_from_json(config).gate.thresholds)
+        print("gate passed" if not failures else "gate failed: " + "; ".join(failures))
+        return not failures
 
 
 @component
@@ -261,25 +269,22 @@ def register(
 
 
 @component
-def promote(config: str, version: int, holdout: Input[Dataset]) -> NamedTuple(
-    "Promotion", promoted=bool, production_version=int, decision=dict
-):
+def promote(config: str, version: int, holdout: Input[Dataset], decision: Output[Artifact]) -> bool:
     """Champion/challenger on the same hold-out; move `production` only for a better model."""
-    from collections import namedtuple
-
     import pandas as pd
 
     from components.lifecycle import champion_challenger
     from esteira.config import settings_from_json
-    from esteira.kfp_support import guarded
+    from esteira.kfp_support import guarded, write_json
 
     with guarded("promote"):
         result = champion_challenger(
             settings_from_json(config), version, pd.read_parquet(holdout.path)
         )
+        write_json(decision.path, result)
+        decision.metadata.update(result)
         print(result["reason"])
-        out = namedtuple("Promotion", ["promoted", "production_version", "decision"])
-        return out(result["promoted"], result["production_version"], result)
+        return result["promoted"]
 
 
 @component

@@ -255,7 +255,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
 
 def settings_to_json(settings: Settings) -> str:
     """The pipelines' ``config`` parameter: non-secret settings as canonical JSON (stable bytes)."""
-    return json.dumps(settings.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
+    return json.dumps(
+        settings.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":")
+    )
 
 
 def settings_from_json(text: str) -> Settings:
@@ -263,7 +265,9 @@ def settings_from_json(text: str) -> Settings:
     try:
         values = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError("config", f"the pipeline parameter is not JSON ({exc})", "pass the JSON settings") from None
+        raise ConfigError(
+            "config", f"the pipeline parameter is not JSON ({exc})", "pass the JSON settings"
+        ) from None
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:

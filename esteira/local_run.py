@@ -114,7 +114,7 @@ def run_pipeline(
     try:
         pipeline(config=settings_to_json(settings), **(arguments or {}))
     except RuntimeError as exc:
-        status, error = "failed", _task_error(errors_dir) or str(exc)
+        status, error = "failed", _task_error(errors_dir) or _ANSI.sub("", str(exc))
     finally:
         logging.getLogger().removeFilter(clock)
         os.environ.pop(ERRORS_DIR_ENV, None)

@@ -40,15 +40,15 @@ def summarize(run: LocalRun) -> dict[str, Any]:
     def artifact_meta(task: str, name: str) -> dict:
         return out.get(task, {}).get("artifacts", {}).get(name, {}).get("metadata", {})
 
-    decision = param("promote", "decision") or {}
+    decision = artifact_meta("promote", "decision")
     model_uri = param("register", "model_uri")
     summary: dict[str, Any] = {
         "pipeline": run.pipeline,
         "status": run.status,
         "seconds": run.seconds,
         "steps": run.steps,
-        "metrics": param("evaluate", "scores") or {},
-        "gate_passed": bool(param("evaluate", "gate_passed", False)),
+        "metrics": param("evaluate", "Output") or {},
+        "gate_passed": bool(param("gate", "Output", False)),
         "model_uri": model_uri,
         "data": {
             k: artifact_meta("ingest", "dataset").get(k)
@@ -68,8 +68,8 @@ def summarize(run: LocalRun) -> dict[str, Any]:
             if "://" not in model_uri
             else model_uri.rstrip("/").split("/")[-2],
             "version": param("register", "version"),
-            "promoted": bool(param("promote", "promoted", False)),
-            "production_version": param("promote", "production_version"),
+            "promoted": bool(param("promote", "Output", False)),
+            "production_version": decision.get("production_version"),
             "winner": decision.get("winner"),
             "reason": decision.get("reason"),
         }

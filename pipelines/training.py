@@ -40,13 +40,15 @@ def build(settings: Settings):
                 config=config, model=trained.outputs["model"], holdout=trained.outputs["holdout"]
             )
         )
-        with dsl.If(evaluated.outputs["gate_passed"] == True, name="gate-passed"):  # noqa: E712
+        gate = step(ops.gate(config=config, scores=evaluated.outputs["Output"]))
+        # branch on single outputs: kfp.local resolves only `<task>-Output` channels in conditions
+        with dsl.If(gate.output == True, name="gate-passed"):  # noqa: E712
             registered = step(
                 ops.register(
                     config=config,
                     model=trained.outputs["model"],
                     training_set=training_set.outputs["training_set"],
-                    metrics=evaluated.outputs["scores"],
+                    metrics=evaluated.outputs["Output"],
                     data_hash=ingest.outputs["Output"],
                     definitions_hash=apply.output,
                     code_version=code_version,
@@ -61,7 +63,7 @@ def build(settings: Settings):
                 )
             )
             step(ops.materialize(config=config)).after(promoted)
-            with dsl.If(promoted.outputs["promoted"] == True, name="promoted"):  # noqa: E712
+            with dsl.If(promoted.outputs["Output"] == True, name="promoted"):  # noqa: E712
                 step(ops.deploy(config=config, version=registered.outputs["version"]))
 
     return pipeline

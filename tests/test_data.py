@@ -1,0 +1,41 @@
+import pandas as pd
+
+from esteira.data import COLUMNS, generate_fleet
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    a = generate_fleet(machines=4, days=5, seed=1)
+    pd.testing.assert_frame_equal(a, generate_fleet(machines=4, days=5, seed=1))
+    assert not a.equals(generate_fleet(machines=4, days=5, seed=2))
+
+
+def test_shape_keys_and_types():
+    df = generate_fleet(machines=6, days=4)
+    assert list(df.columns) == COLUMNS
+    assert len(df) == 6 * 4 * 24
+    assert sorted(df.machine_id.unique()) == list(range(1, 7))
+    assert not df.duplicated(["machine_id", "timestamp"]).any()
+    assert str(df.timestamp.dt.tz) == "UTC"
+    assert df[["maintenance", "failure"]].isin([0, 1]).all().all()
+
+
+def test_failures_are_preceded_by_degradation():
+    df = generate_fleet(machines=30, days=120, seed=3)
+    df = df.sort_values(["machine_id", "timestamp"])
+    last_24h = df.groupby("machine_id")["error_count"].transform(
+        lambda s: s.rolling(24, min_periods=1).sum()
+    )
+    assert df.failure.sum() > 20
+    assert last_24h[df.failure == 1].mean() > 3 * last_24h.mean()  # errors cluster before failures
+
+
+def test_a_later_period_keeps_the_fleet_and_drift_is_visible():
+    train = generate_fleet(machines=40, days=10, start="2025-01-01")
+    stable = generate_fleet(machines=40, days=10, start="2026-01-01", period="stable")
+    drifted = generate_fleet(machines=40, days=10, start="2026-01-01", period="drifted")
+    attrs = lambda d: d.groupby("machine_id")[["model", "age"]].first()  # noqa: E731
+    pd.testing.assert_frame_equal(attrs(train), attrs(stable))
+    assert not train.volt.equals(stable.volt)
+    assert abs(stable.volt.mean() - train.volt.mean()) < 3
+    assert drifted.volt.mean() - train.volt.mean() > 8
+    assert "model5" in set(drifted.model) and "model5" not in set(train.model)
