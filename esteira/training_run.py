@@ -82,9 +82,11 @@ def summarize(run: LocalRun) -> dict[str, Any]:
     return summary
 
 
-def run_training(settings: Settings, out_dir: str | Path = "dist/run") -> dict[str, Any]:
+def run_training(
+    settings: Settings, out_dir: str | Path = "dist/run", *, root: str | Path = "dist/local_outputs"
+) -> dict[str, Any]:
     ensure_demo_data(settings)
-    run = run_pipeline("training", settings)
+    run = run_pipeline("training", settings, root=root)
     summary = summarize(run)
     write_summary(summary, out_dir)
     return summary

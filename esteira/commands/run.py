@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from esteira.config import Settings
 
@@ -20,7 +21,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     summary = run_training(settings, args.out)
     print(f"\n== {summary['pipeline']}: {summary['status']} in {summary['seconds']:.0f}s")
     if summary["status"] != "ok":
-        print(f"error: {summary.get('error')}")
+        print(f"error: {summary.get('error')}", file=sys.stderr)
         return 1
     metrics = summary["metrics"]
     shown = ", ".join(

@@ -1,0 +1,418 @@
+"""The Feast feature store, built from esteira's settings.
+
+One place decides how Feast is configured:
+
+* the registry and the SQLite online store are the paths in the repository's
+  own ``feature_store.yaml``, so ``feast -c feature_repo ...`` sees what the
+  SDK wrote;
+* ``features.online_store: redis`` swaps the online store for Redis at
+  ``features.redis_connection``;
+* ``features.offline_store: s3`` makes the definitions' FileSources read
+  ``s3://<bucket>/<prefix>/features/<table>.parquet`` on the configured
+  endpoint (Feast's ``s3_endpoint_override``).
+
+Historical retrieval uses :class:`AsofFileOfflineStore`: Feast's own file
+offline store with the point-in-time join done by ``pandas.merge_asof``.
+Feast 0.67's Dask join first joins every entity row with every source row of
+the same entity and filters afterwards, which is quadratic in history
+(100 machines x 30 days of hourly rows: 55 s; a year would need ~10^9 rows).
+The semantics are Feast's and a test checks them against the stock store:
+the latest row at or before the entity timestamp and within the view's TTL;
+an entity row whose entity has rows, but none inside the TTL, is dropped;
+an entity that the source does not know gets nulls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+from feast import FeatureStore, FeatureView, FileSource
+from feast.infra.offline_stores.dask import (
+    DaskOfflineStore,
+    DaskOfflineStoreConfig,
+    DaskRetrievalJob,
+)
+from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
+from feast.infra.offline_stores.offline_utils import DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL
+from feast.infra.registry.base_registry import BaseRegistry
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.repo_config import RepoConfig
+from feast.utils import (
+    _get_requested_feature_views_to_features_dict,
+    _get_requested_on_demand_feature_views,
+)
+
+from esteira.config import Settings, resolve_path
+from esteira.errors import ConfigError
+
+FEATURE_STORE_YAML = "feature_store.yaml"
+DEFINITIONS_FILE = "definitions.py"
+LOCAL_SOURCES = "data/sources"
+ASOF_OFFLINE_STORE = "esteira.feast_store.AsofFileOfflineStore"
+
+_UTC_NS = "datetime64[ns, UTC]"
+_TS = "__feast_ts"
+_ORDER = "__feast_order"
+
+
+# ---- settings -> locations ---------------------------------------------------------------
+def repo_dir(settings: Settings) -> Path:
+    """The feature repository as an absolute path."""
+    repo = resolve_path(settings.features.repo_path)
+    if not (repo / FEATURE_STORE_YAML).is_file():
+        raise ConfigError(
+            "features.repo_path",
+            f"{repo} has no {FEATURE_STORE_YAML}",
+            "point it at the Feast repository (default: feature_repo)",
+        )
+    return repo
+
+
+def sources_root(settings: Settings) -> str:
+    """Where the FileSources read: ``data/sources`` (relative to the repo) or an s3:// prefix."""
+    if settings.features.offline_store != "s3":
+        return LOCAL_SOURCES
+    s = settings.storage
+    if not s.endpoint:
+        raise ConfigError(
+            "storage.endpoint",
+            "features.offline_store 's3' needs an S3/MinIO endpoint",
+            "set storage.endpoint (host:port) or features.offline_store: local",
+        )
+    prefix = "/".join(p for p in s.prefix.strip("/").split("/") if p)
+    return f"s3://{s.bucket}/{prefix + '/' if prefix else ''}features"
+
+
+def s3_endpoint_override(settings: Settings) -> str | None:
+    """``http(s)://host:port`` for s3:// sources, or None for local sources."""
+    if settings.features.offline_store != "s3":
+        return None
+    scheme = "https" if settings.storage.secure else "http"
+    return f"{scheme}://{settings.storage.endpoint}"
+
+
+def source_uri(settings: Settings, table: str) -> str:
+    """The absolute location of one table's Parquet file, as the FileSource resolves it."""
+    root = sources_root(settings)
+    if root.startswith("s3://"):
+        return f"{root}/{table}.parquet"
+    return str(repo_dir(settings) / root / f"{table}.parquet")
+
+
+def definitions_hash(repo_path: str | Path) -> str:
+    """sha256 over the repository's Python definitions and its dataset contract."""
+    repo = Path(repo_path)
+    files = sorted(p for p in repo.rglob("*.py") if "data" not in p.relative_to(repo).parts)
+    files.append(repo / "dataset.yaml")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(repo).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+# ---- RepoConfig and the store ------------------------------------------------------------
+def _base_config(repo: Path) -> dict[str, Any]:
+    text = os.path.expandvars((repo / FEATURE_STORE_YAML).read_text())
+    config = yaml.safe_load(text) or {}
+    if not isinstance(config, dict) or "project" not in config:
+        raise ConfigError(
+            f"{repo / FEATURE_STORE_YAML}", "is not a Feast config with a project", "fix the YAML"
+        )
+    return config
+
+
+def _redis_connection(connection: str) -> str:
+    """Feast's Redis connection string, with timeouts so an outage fails fast."""
+    extra = ["socket_connect_timeout=1", "socket_timeout=1"]
+    present = {part.split("=", 1)[0] for part in connection.split(",") if "=" in part}
+    return ",".join([connection, *(e for e in extra if e.split("=")[0] not in present)])
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    """The Feast config for these settings (the repo's YAML plus the configured variants)."""
+    repo = repo_dir(settings)
+    config = _base_config(repo)
+    if settings.features.online_store == "redis":
+        config["online_store"] = {
+            "type": "redis",
+            "connection_string": _redis_connection(settings.features.redis_connection),
+        }
+    config["offline_store"] = {"type": ASOF_OFFLINE_STORE}
+    config.setdefault("entity_key_serialization_version", 3)
+    return RepoConfig(repo_path=repo, **config)
+
+
+_STORES: dict[str, FeatureStore] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def _store_key(settings: Settings) -> str:
+    return "|".join(
+        [
+            str(resolve_path(settings.features.repo_path)),
+            settings.features.model_dump_json(),
+            settings.storage.model_dump_json(),
+        ]
+    )
+
+
+def feature_store(settings: Settings, *, fresh: bool = False) -> FeatureStore:
+    """A FeatureStore for these settings, cached so repeated calls are free."""
+    key = _store_key(settings)
+    with _STORES_LOCK:
+        if fresh or key not in _STORES:
+            config = repo_config(settings)
+            # repo_path too: Feast resolves the registry against it, not against the config
+            store = FeatureStore(repo_path=str(config.repo_path), config=config)
+            if settings.features.online_store == "redis":
+                _fail_fast_redis(store, settings.features.redis_connection)
+            _STORES[key] = store
+        return _STORES[key]
+
+
+def _fail_fast_redis(store: FeatureStore, connection: str) -> None:
+    """Give Feast's Redis store a client that retries once, without backoff.
+
+    redis-py's default (3 retries, exponential backoff) turns an outage into
+    ~11 s per call; a server answering requests wants to fail within ~1 s and
+    reconnect on the next call (the pool reconnects by itself).
+    """
+    from feast.infra.online_stores.redis import RedisOnlineStore
+    from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    online = store._get_provider().online_store
+    if not isinstance(online, RedisOnlineStore) or "," in connection.split(":", 1)[-1]:
+        return  # cluster/sentinel or options given: keep Feast's own client
+    host, _, port = connection.partition(":")
+    online._client = Redis(
+        host=host,
+        port=int(port or 6379),
+        socket_connect_timeout=1,
+        socket_timeout=1,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def clear_cache() -> None:
+    """Forget every cached FeatureStore (tests; after the repo moved)."""
+    with _STORES_LOCK:
+        _STORES.clear()
+
+
+# ---- definitions -------------------------------------------------------------------------
+_MODULES: dict[str, ModuleType] = {}
+
+
+def _definitions_module(repo: Path) -> ModuleType:
+    path = repo / DEFINITIONS_FILE
+    if not path.is_file():
+        raise ConfigError(
+            "features.repo_path", f"{path} does not exist", "add the Feast definitions file"
+        )
+    key = f"{path}:{definitions_hash(repo)}"
+    if key not in _MODULES:
+        name = f"_esteira_feast_definitions_{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        _MODULES[key] = module
+    return _MODULES[key]
+
+
+def load_definitions(settings: Settings) -> dict[str, Any]:
+    """The repository's Feast objects for these settings (sources on local disk or S3).
+
+    Returns ``definitions.build``'s dict: entity, feature_views, request_source,
+    on_demand_feature_views, feature_service.
+    """
+    module = _definitions_module(repo_dir(settings))
+    return module.build(
+        sources_root=sources_root(settings),
+        s3_endpoint_override=s3_endpoint_override(settings),
+        service_name=settings.features.feature_service,
+    )
+
+
+# ---- the as-of offline store -------------------------------------------------------------
+class AsofFileOfflineStoreConfig(DaskOfflineStoreConfig):
+    """Config of :class:`AsofFileOfflineStore` (nothing to set; the Dask store's asserts accept it)."""
+
+    type: Literal["esteira.feast_store.AsofFileOfflineStore"] = ASOF_OFFLINE_STORE  # type: ignore[assignment]
+
+
+class _Eager:
+    """What DaskRetrievalJob expects from its evaluation function: ``.compute()``."""
+
+    def __init__(self, fn: Callable[[], pd.DataFrame]) -> None:
+        self._fn = fn
+
+    def compute(self) -> pd.DataFrame:
+        return self._fn()
+
+
+def read_source(
+    source: FileSource, repo_path: Path | str | None, columns: list[str]
+) -> pd.DataFrame:
+    """A FileSource's Parquet file (local, relative to the repo, or s3://), some columns."""
+    uri = FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.file_options.uri)
+    options: dict[str, Any] | None = None
+    if uri.startswith("s3://"):
+        options = {}
+        creds = source.resolve_credentials()
+        if creds:
+            options |= {
+                "key": creds.get("AWS_ACCESS_KEY_ID"),
+                "secret": creds.get("AWS_SECRET_ACCESS_KEY"),
+            }
+        if source.file_options.s3_endpoint_override:
+            options["client_kwargs"] = {"endpoint_url": source.file_options.s3_endpoint_override}
+    return pd.read_parquet(uri, columns=columns, storage_options=options)
+
+
+def _utc(series: pd.Series) -> pd.Series:
+    converted = pd.to_datetime(series, utc=True)
+    return converted.astype(_UTC_NS)
+
+
+def _join_view(
+    left: pd.DataFrame,
+    view: FeatureView,
+    features: list[str],
+    entity_ts: str,
+    repo_path: Path | str | None,
+    full_feature_names: bool,
+) -> pd.DataFrame:
+    """Point-in-time join of one view onto ``left`` (sorted by ``entity_ts``)."""
+    source = view.batch_source
+    assert isinstance(source, FileSource)
+    reverse = {v: k for k, v in (source.field_mapping or {}).items()}
+    join_keys = [view.projection.join_key_map.get(c.name, c.name) for c in view.entity_columns]
+    source_keys = [c.name for c in view.entity_columns]
+    ts_field = source.timestamp_field
+    created = source.created_timestamp_column or None
+    wanted = [*source_keys, ts_field, *([created] if created else []), *features]
+    right = read_source(source, repo_path, [reverse.get(c, c) for c in wanted])
+    right = right.rename(columns=source.field_mapping or {})
+    right = right.rename(columns=dict(zip(source_keys, join_keys, strict=True)))
+    names = {
+        f: f"{view.projection.name_to_use()}__{f}" if full_feature_names else f for f in features
+    }
+    right = right.rename(columns={ts_field: _TS, **names})
+    right[_TS] = _utc(right[_TS])
+    order = [_TS, created] if created else [_TS]
+    right = right.sort_values(order, kind="stable")
+    right = right.drop(columns=[created] if created else [])
+    for key in join_keys:
+        if right[key].dtype != left[key].dtype:
+            right[key] = right[key].astype(left[key].dtype)
+
+    ttl = view.ttl if view.ttl and view.ttl > timedelta(0) else None
+    joined = pd.merge_asof(
+        left,
+        right,
+        left_on=entity_ts,
+        right_on=_TS,
+        by=join_keys,
+        direction="backward",
+        allow_exact_matches=True,
+        tolerance=ttl,
+    )
+    # Feast's file store keeps unknown entities (nulls) but drops rows whose entity
+    # has rows, none of them inside [ts - ttl, ts].
+    known = pd.MultiIndex.from_frame(joined[join_keys]).isin(
+        pd.MultiIndex.from_frame(right[join_keys].drop_duplicates())
+    )
+    joined = joined.loc[joined[_TS].notna() | ~known]
+    return joined.drop(columns=[_TS]).reset_index(drop=True)
+
+
+class AsofFileOfflineStore(DaskOfflineStore):
+    """Feast's file offline store with a linear-time point-in-time join.
+
+    Only ``get_historical_features`` with a pandas entity frame changes; the
+    rest (materialization pulls, writes, non-entity mode) is the Dask store.
+    """
+
+    @staticmethod
+    def get_historical_features(
+        config: RepoConfig,
+        feature_views: list[FeatureView],
+        feature_refs: list[str],
+        entity_df: pd.DataFrame | str | None,
+        registry: BaseRegistry,
+        project: str,
+        full_feature_names: bool = False,
+        **kwargs: Any,
+    ) -> RetrievalJob:
+        if not isinstance(entity_df, pd.DataFrame):
+            return DaskOfflineStore.get_historical_features(
+                config,
+                feature_views,
+                feature_refs,
+                entity_df,
+                registry,
+                project,
+                full_feature_names,
+                **kwargs,
+            )
+        entity_ts = _entity_timestamp_column(entity_df)
+        odfvs = _get_requested_on_demand_feature_views(feature_refs, project, registry)
+        per_view, _ = _get_requested_feature_views_to_features_dict(
+            feature_refs, feature_views, odfvs
+        )
+
+        def evaluate() -> pd.DataFrame:
+            frame = entity_df.copy()
+            frame[entity_ts] = _utc(frame[entity_ts])
+            frame[_ORDER] = range(len(frame))
+            frame = frame.sort_values([entity_ts, _ORDER], kind="stable").reset_index(drop=True)
+            for view, features in per_view.items():
+                frame = _join_view(
+                    frame, view, features, entity_ts, config.repo_path, full_feature_names
+                )
+            return frame.drop(columns=[_ORDER]).reset_index(drop=True)
+
+        stamps = _utc(entity_df[entity_ts])
+        return DaskRetrievalJob(
+            evaluation_function=lambda: _Eager(evaluate),
+            full_feature_names=full_feature_names,
+            repo_path=str(config.repo_path),
+            on_demand_feature_views=OnDemandFeatureView.get_requested_odfvs(
+                feature_refs, project, registry
+            ),
+            metadata=RetrievalMetadata(
+                features=feature_refs,
+                keys=[c for c in entity_df.columns if c != entity_ts],
+                min_event_timestamp=stamps.min() if len(stamps) else None,
+                max_event_timestamp=stamps.max() if len(stamps) else None,
+            ),
+        )
+
+
+def _entity_timestamp_column(entity_df: pd.DataFrame) -> str:
+    """``event_timestamp``, or the one datetime column, as Feast's file store chooses."""
+    if DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL in entity_df.columns:
+        return DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL
+    stamps = entity_df.select_dtypes(include=["datetime", "datetimetz"]).columns
+    if len(stamps) == 1:
+        return str(stamps[0])
+    raise ValueError(
+        f"Please provide an entity_df with a column named {DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL}"
+        " representing the time of events."
+    )

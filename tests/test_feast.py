@@ -1,0 +1,226 @@
+"""Feast as the one definition of features: point-in-time joins, TTLs, stores, online lookups."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components import feast_ops
+from components.features import compute_feature_tables, label_frame
+from esteira.config import Settings
+from esteira.contract import load_contract
+from esteira.data import generate_fleet
+from esteira.errors import DataError
+from esteira.feast_store import feature_store, repo_config
+from esteira.online import (
+    MissingRequestValueError,
+    OnlineFeatures,
+    OnlineStoreUnavailable,
+    UnknownEntityError,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+UTC = "UTC"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A private copy of the feature repository (never the real feature_repo/data)."""
+    target = tmp_path / "feature_repo"
+    target.mkdir()
+    for path in (ROOT / "feature_repo").iterdir():
+        if path.suffix in (".py", ".yaml"):
+            shutil.copy(path, target / path.name)
+    return target
+
+
+def settings_for(repo: Path, **features: object) -> Settings:
+    return Settings(features={"repo_path": str(repo), **features})
+
+
+@pytest.fixture(scope="module")
+def fleet() -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    raw = generate_fleet(machines=5, days=10, seed=7)
+    contract = load_contract(ROOT / "feature_repo")
+    return compute_feature_tables(raw, contract), label_frame(raw, contract, 6)
+
+
+def ready(settings: Settings, tables: dict[str, pd.DataFrame]) -> None:
+    feast_ops.publish_sources(tables, settings)
+    feast_ops.apply_definitions(settings)
+
+
+def hand_tables(
+    fleet_tables: dict[str, pd.DataFrame], stamps: list[str], marks: list[float]
+) -> dict[str, pd.DataFrame]:
+    """Machine 1 only, rows at ``stamps``; volt_mean_3h carries ``marks`` to trace which row joined."""
+    out = {}
+    for name, table in fleet_tables.items():
+        template = table.loc[table["machine_id"] == 1].iloc[[0]]
+        rows = len(stamps) if name != "machine_attributes" else 1
+        frame = pd.concat([template] * rows, ignore_index=True)
+        frame["event_timestamp"] = pd.to_datetime(stamps[:rows], utc=True)
+        if "volt_mean_3h" in frame:
+            frame["volt_mean_3h"] = marks
+        out[name] = frame
+    return out
+
+
+def entity_rows(stamps: list[str], machine: int = 1) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "machine_id": [machine] * len(stamps),
+            "event_timestamp": pd.to_datetime(stamps, utc=True),
+            "fails_24h": 0,
+            "volt_now": 170.0,
+            "vibration_now": 40.0,
+        }
+    )
+
+
+def test_point_in_time_join_never_sees_the_future(repo: Path, fleet) -> None:
+    settings = settings_for(repo)
+    stamps = ["2025-01-02 10:00", "2025-01-02 12:00"]
+    ready(settings, hand_tables(fleet[0], stamps, [1.0, 2.0]))
+    asked = entity_rows(["2025-01-02 11:30", "2025-01-02 12:00", "2025-01-02 10:00"])
+    result = feast_ops.build_training_set(asked, settings)
+    got = result.frame.set_index("event_timestamp")["volt_mean_3h"]
+    assert got[pd.Timestamp("2025-01-02 10:00", tz=UTC)] == 1.0
+    assert got[pd.Timestamp("2025-01-02 11:30", tz=UTC)] == 1.0  # 12:00 is later: never used
+    assert got[pd.Timestamp("2025-01-02 12:00", tz=UTC)] == 2.0  # at the same instant: known
+    assert result.frame["event_timestamp"].is_monotonic_increasing
+    assert result.dropped_by_ttl == {} and result.requested_rows == 3
+
+
+def test_asof_store_matches_feasts_file_store(repo: Path, fleet) -> None:
+    """Same rows, same values as Feast 0.67's own file offline store, TTL drops included."""
+    tables, labels = fleet
+    settings = settings_for(repo)
+    ready(settings, tables)
+    extra = pd.concat(
+        [entity_rows(["2024-12-31 20:00"]), entity_rows(["2025-01-03 05:00"], machine=99)]
+    )
+    asked = pd.concat([labels, extra], ignore_index=True)
+    ours = feature_store(settings)
+    config = repo_config(settings).model_copy()
+    config.offline_config = {"type": "file"}
+    stock = type(ours)(repo_path=str(repo), config=config)
+    service = ours.get_feature_service("machine_failure")
+    a = ours.get_historical_features(asked, features=service).to_df()
+    b = stock.get_historical_features(asked, features=service).to_df()
+    key = ["event_timestamp", "machine_id"]
+    a = a.sort_values(key).reset_index(drop=True)
+    b = b.sort_values(key).reset_index(drop=True)[a.columns]
+    assert len(a) == len(asked) - 1  # machine 1 before its first row: dropped; machine 99: nulls
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+
+
+def test_rows_outside_ttl_are_dropped_and_counted(repo: Path, fleet) -> None:
+    tables, _ = fleet
+    settings = settings_for(repo, max_dropped_share=0.5)
+    stamps = ["2025-01-02 10:00", "2025-01-02 11:00"]
+    ready(settings, hand_tables(tables, stamps, [1.0, 2.0]))
+    asked = entity_rows(["2025-01-02 11:00", "2025-01-02 12:00", "2025-01-02 20:00"])
+    result = feast_ops.build_training_set(asked, settings)
+    assert len(result.frame) == 2 and result.dropped_rows == 1  # 20:00 is 9 h after 11:00 > 6 h
+    assert result.dropped_by_ttl == {"telemetry_agg": 1, "event_history": 1}
+    assert result.dropped_share == pytest.approx(1 / 3)
+
+    strict = settings_for(repo, max_dropped_share=0.1)
+    with pytest.raises(DataError) as err:
+        feast_ops.build_training_set(asked, strict)
+    message = str(err.value)
+    assert "features.max_dropped_share" in message and "33.3%" in message
+    assert "telemetry_agg: 1" in message and "event_history: 1" in message
+
+
+def test_apply_is_idempotent(repo: Path, fleet) -> None:
+    settings = settings_for(repo)
+    feast_ops.publish_sources(fleet[0], settings)
+    first = feast_ops.apply_definitions(settings)
+    store = feature_store(settings)
+    protos = {v.name: v.to_proto() for v in store.list_feature_views()}
+    second = feast_ops.apply_definitions(settings)
+    assert second["applied"] == []  # nothing differs, nothing is written
+    assert {k: v for k, v in first.items() if k != "applied"} == {
+        k: v for k, v in second.items() if k != "applied"
+    }
+    assert first["feature_views"] == ["telemetry_agg", "machine_attributes", "event_history"]
+    assert first["on_demand_feature_views"] == ["request_zscores"]
+    fresh = feature_store(settings, fresh=True)
+    assert {v.name: v.to_proto() for v in fresh.list_feature_views()} == protos
+
+
+def test_training_and_online_agree_on_sqlite_and_redis(repo: Path, fleet, redis_server) -> None:
+    tables, labels = fleet
+    sqlite = settings_for(repo)
+    redis = settings_for(repo, online_store="redis", redis_connection=redis_server.connection)
+    ready(sqlite, tables)
+    assert feast_ops.materialize(sqlite)["window"] == sorted(tables)
+    assert feast_ops.materialize(sqlite)["up_to_date"] == sorted(tables)  # nothing new
+    feast_ops.materialize(redis, full=True)
+
+    ids = [1, 2, 3, 4, 5]
+    request = {"volt_now": [170.0, 160.0, 180.0, 150.0, 175.0], "vibration_now": [40.0] * 5}
+    a = OnlineFeatures(sqlite).lookup_frame(ids, request)
+    b = OnlineFeatures(redis).lookup_frame(ids, request)
+    pd.testing.assert_frame_equal(a, b)
+
+    # the online vector is the training vector at the newest timestamp
+    end = tables["telemetry_agg"]["event_timestamp"].max()
+    asked = entity_rows([str(end)] * 1, machine=1)
+    asked["volt_now"] = 170.0
+    train = feast_ops.build_training_set(asked, sqlite)
+    assert train.feature_names == OnlineFeatures(sqlite).feature_names == list(a.columns)
+    offline = train.frame.iloc[0][train.feature_names]
+    pd.testing.assert_series_equal(
+        a.loc[1].astype(object), offline.astype(object), check_names=False
+    )
+    assert len(labels) == len(feast_ops.build_training_set(labels, sqlite).frame)
+
+
+def test_offline_store_on_s3(repo: Path, fleet, s3_settings) -> None:
+    tables, labels = fleet
+    s3 = Settings(
+        features={"repo_path": str(repo), "offline_store": "s3"},
+        storage=s3_settings.model_dump(),
+    )
+    uris = feast_ops.publish_sources(tables, s3)
+    assert uris["telemetry_agg"] == f"s3://{s3_settings.bucket}/features/telemetry_agg.parquet"
+    feast_ops.apply_definitions(s3)
+    source = feature_store(s3).get_feature_view("telemetry_agg").batch_source
+    assert source.path.startswith("s3://") and source.file_options.s3_endpoint_override
+    from_s3 = feast_ops.build_training_set(labels, s3).frame
+
+    local = settings_for(repo)
+    ready(local, tables)
+    from_disk = feast_ops.build_training_set(labels, local).frame
+    pd.testing.assert_frame_equal(from_s3, from_disk)
+    assert feast_ops.materialize(s3)["window"] == sorted(tables)
+
+
+def test_online_lookup_errors_and_redis_recovery(repo: Path, fleet, redis_server) -> None:
+    tables, _ = fleet
+    settings = settings_for(repo, online_store="redis", redis_connection=redis_server.connection)
+    ready(settings, tables)
+    feast_ops.materialize(settings, full=True)
+    online = OnlineFeatures(settings)
+    request = {"volt_now": [170.0], "vibration_now": [40.0]}
+    assert online.request_fields == ["volt_now", "vibration_now"]
+    assert len(online.lookup([1], request)["volt_zscore_24h"]) == 1
+
+    with pytest.raises(UnknownEntityError, match=r"\[404\]"):
+        online.lookup([1, 404], {k: v * 2 for k, v in request.items()})
+    with pytest.raises(MissingRequestValueError, match="vibration_now"):
+        online.lookup([1], {"volt_now": [170.0]})
+
+    redis_server.stop()
+    with pytest.raises(OnlineStoreUnavailable, match="features.online_store"):
+        online.lookup([1], request)
+    redis_server.start()  # a fresh, empty Redis on the same port
+    feast_ops.materialize(settings, full=True)
+    assert online.lookup([1], request)["age"] == online.lookup([1], request)["age"]
+    assert online.lookup([2], request)["model"][0].startswith("model")
