@@ -1,0 +1,101 @@
+"""`make bench`: every benchmark in one run on this machine; JSON and a Markdown table in dist/bench/.
+
+Benchmarks measure; they never assert. A benchmark that cannot run here (say,
+no redis-server) reports why instead of a number.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCHES = ("online", "serving", "batch")
+OUT = Path("dist/bench")
+
+
+def ensure_production_model() -> None:
+    """The serving and batch benchmarks use the production model of `make run`."""
+    from esteira.config import load_settings
+    from esteira.registry import Registry
+    from esteira.storage import open_storage
+    from esteira.training_run import run_training
+
+    settings = load_settings(os.environ.get("ESTEIRA_CONFIG"))
+    if "production" not in Registry(open_storage(settings.storage), settings.model.name).aliases():
+        print("[bench] no production model yet: running the training pipeline first", flush=True)
+        run_training(settings)
+
+
+def rows(results: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """Every measurement (a dict with p50_ms or a throughput) with its dotted path."""
+    found = []
+    for key, value in results.items():
+        if not isinstance(value, dict):
+            continue
+        if {"p50_ms", "rows_per_s", "throughput_rps"} & set(value):
+            found.append((" / ".join((*path, key)), value))
+        else:
+            found.extend(rows(value, (*path, key)))
+    return found
+
+
+def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = [
+        "# esteira benchmarks",
+        "",
+        f"{meta['when']} on {meta['machine']} (Python {meta['python']}); load average at start {meta['load']}.",
+        "",
+        "| benchmark | p50 ms | p99 ms | throughput |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, m in rows(results):
+        rate = m.get("throughput_rps") or m.get("rows_per_s")
+        unit = "req/s" if "throughput_rps" in m else "rows/s"
+        lines.append(
+            f"| {name} | {m.get('p50_ms', '')} | {m.get('p99_ms', '')} | {f'{rate:,.0f} {unit}' if rate else ''} |"
+        )
+    notes = [f"- {k}: {v}" for k, v in results.items() if isinstance(v, str)]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "load": os.getloadavg()[0],
+    }
+    ensure_production_model()
+    results: dict[str, Any] = {}
+    for name in BENCHES:
+        if importlib.util.find_spec(f"bench.{name}") is None:
+            continue
+        print(f"[bench] {name} ...", flush=True)
+        started = time.monotonic()
+        try:
+            results[name] = importlib.import_module(f"bench.{name}").run(OUT)
+        except Exception as exc:  # a broken benchmark is reported, the others still run
+            traceback.print_exc()
+            results[name] = f"failed: {type(exc).__name__}: {exc}"
+        print(f"[bench] {name} done in {time.monotonic() - started:.0f}s", flush=True)
+    (OUT / "results.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=2, default=str)
+    )
+    table = markdown(results, meta)
+    (OUT / "results.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
