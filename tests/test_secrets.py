@@ -1,0 +1,67 @@
+"""No credential in compiled YAML, rendered manifests, logs, summaries, registry metadata or errors.
+
+Known credentials are planted in the environment (the `s3_server` fixture), the
+training pipeline runs with storage and the offline store on the S3-compatible
+server, pipelines are compiled and manifests rendered, and every output is scanned.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from esteira.compile import compile_pipeline
+from esteira.errors import EsteiraError
+from esteira.storage import open_storage
+from esteira.training_run import run_training
+from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.pipeline_fixtures import small_workspace
+
+pytestmark = pytest.mark.slow
+PLANTED = (S3_ACCESS_KEY, S3_SECRET_KEY)
+
+
+def scan_tree(root: Path) -> list[str]:
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            data = path.read_bytes()
+            hits += [f"{path}: {secret[:6]}..." for secret in PLANTED if secret.encode() in data]
+    return hits
+
+
+def test_no_credential_leaves_the_process(tmp_path, s3_settings, capfd):
+    settings = small_workspace(
+        tmp_path,
+        storage={"kind": "s3", "endpoint": s3_settings.endpoint, "bucket": s3_settings.bucket, "retries": 1},
+        features={"offline_store": "s3"},
+    )
+    summary = run_training(settings, tmp_path / "run", root=tmp_path / "outputs")
+    assert summary["status"] == "ok", summary.get("error")
+    assert summary["model_uri"].startswith(f"s3://{s3_settings.bucket}/models/machine-failure/v1")
+
+    for name in ("training",):
+        compile_pipeline(name, settings, tmp_path / "compiled")
+    from esteira.manifests import render_all
+
+    render_all(tmp_path / "manifests")
+
+    store = open_storage(settings.storage)
+    objects = tmp_path / "s3-objects"
+    for key in store.list(""):
+        if key.endswith((".json", ".yaml")):
+            (objects / key).parent.mkdir(parents=True, exist_ok=True)
+            (objects / key).write_bytes(store.get_bytes(key))
+    assert any(objects.rglob("metadata.json"))
+
+    out, err = capfd.readouterr()
+    assert "machine-failure" in out + err  # the logs were captured
+    leaks = scan_tree(tmp_path) + [f"log: {s[:6]}..." for s in PLANTED if s in out + err]
+    assert leaks == []
+
+
+def test_storage_errors_do_not_echo_credentials(s3_server, s3_settings):
+    store = open_storage(s3_settings)
+    s3_server.stop()
+    with pytest.raises(EsteiraError) as err:
+        store.get_bytes("anything")
+    assert not any(s in err.value.message for s in PLANTED)
