@@ -47,11 +47,17 @@ class S3Server:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 
     def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        if self._server is None:  # restarted on the same port; moto keeps its data in-process
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         wait_for_port(self.port)
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
 
 @pytest.fixture
