@@ -1,0 +1,285 @@
+"""``python -m serving predictor|transformer``: one KServe ModelServer process.
+
+Examples::
+
+    python -m serving predictor --http-port 8085 --grpc-port 8086
+    python -m serving transformer --http-port 8080 --grpc-port 8081 --predictor-host 127.0.0.1:8085
+
+Both serve ``settings.model.name`` with ``kserve.ModelServer(workers=1)`` (it binds
+0.0.0.0). On top of KServe's own handling, every client mistake is a 4xx with a
+message: FastAPI's request validation errors become 400 (KServe leaves them 422 with
+pydantic's wording), bodies over ``--max-body-bytes`` are 413, transformer errors
+keep their status (404 unknown machine, 502/503/504 upstream). The server's
+readiness (``/v2/health/ready``, gRPC ``ServerReady``) follows the model's: a model
+that failed to load keeps it 503/UNAVAILABLE with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# One thread per process for numpy/OpenMP: single-row requests on 2 cores are much
+# faster without a thread pool's wake-ups. Must be set before numpy is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+from typing import Any  # noqa: E402
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.splitlines()[0])
+    parser.add_argument("role", choices=["predictor", "transformer"])
+    parser.add_argument("--config", help="esteira YAML config (env ESTEIRA_* overrides it)")
+    parser.add_argument("--model-name", help="served model name (default: model.name)")
+    parser.add_argument("--version", default="production", help="predictor: version or alias")
+    parser.add_argument("--http-port", type=int, help="REST port (default: serving.*_port)")
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        help="gRPC port; 0 disables (default: serving.grpc_port for the predictor, "
+        "REST port + 1 for the transformer)",
+    )
+    parser.add_argument(
+        "--predictor-host",
+        default=None,
+        help="transformer: host:port of the predictor (default: 127.0.0.1:serving.predictor_port)",
+    )
+    parser.add_argument("--protocol", choices=["v1", "v2"], help="transformer -> predictor")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    return parser
+
+
+# ---- app hardening -------------------------------------------------------------------
+class BodyLimit:
+    """ASGI middleware: 413 for bodies over ``max_bytes`` (declared or streamed)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from starlette.exceptions import HTTPException
+
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_json(send, 413, self._message(int(declared)))
+            return
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, self._message(seen))
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self, size: int) -> str:
+        return (
+            f"body: {size} bytes exceed the limit of {self.max_bytes} bytes (--max-body-bytes); "
+            "send fewer rows per request"
+        )
+
+
+async def _send_json(send: Any, status: int, message: str) -> None:
+    import orjson
+
+    body = orjson.dumps({"error": message})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _location(loc: tuple) -> str:
+    parts = [p for p in loc if p not in ("body", "InferenceRequest")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+def harden_app(max_body_bytes: int) -> None:
+    """Error handlers and the body limit on KServe's FastAPI app (before it starts)."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from kserve.model_server import app
+    from starlette.exceptions import HTTPException
+
+    from serving.transformer import ServingError
+
+    async def validation_error(_: Any, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        errors = [e for e in exc.errors() if tuple(e.get("loc", ()))[-1:] != ("bytes",)]
+        for err in (errors or exc.errors())[:5]:
+            msg = err.get("msg", "invalid")
+            if err.get("type") == "json_invalid":
+                msg = f"is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})"
+            problems.append(f"{_location(tuple(err.get('loc', ())))}: {msg}")
+        return JSONResponse(status_code=400, content={"error": "; ".join(problems)})
+
+    async def serving_error(_: Any, exc: ServingError) -> JSONResponse:
+        return JSONResponse(status_code=exc.http_status, content={"error": exc.message})
+
+    async def http_error(_: Any, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)})
+
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ServingError, serving_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+
+def _inference_request(body: bytes) -> Any:
+    """A V2 InferenceRequest from JSON bytes, or InvalidInput naming what is wrong."""
+    import orjson
+    from kserve.errors import InvalidInput
+    from kserve.protocol.rest.v2_datamodels import InferenceRequest
+    from pydantic import ValidationError
+
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"body: is not valid JSON ({exc})") from None
+    try:
+        return InferenceRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = _location(tuple(first.get("loc", ()))) if first.get("loc") else "body"
+        raise InvalidInput(
+            f"{where}: {first.get('msg', 'invalid')} (a V2 inference request is "
+            '{"inputs": [{"name", "shape", "datatype", "data"}, ...]})'
+        ) from None
+
+
+def readiness_dataplane(registry: Any) -> Any:
+    """KServe's DataPlane whose server readiness is every model's (with the reason)."""
+    from kserve.protocol.dataplane import DataPlane
+
+    class ServingDataPlane(DataPlane):
+        def decode_inference_request(self, body: Any, headers: dict, model_name: str) -> Any:
+            from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
+
+            if isinstance(body, bytes) and INFERENCE_CONTENT_LENGTH_HEADER not in headers:
+                # FastAPI hands over raw bytes when it did not parse an InferenceRequest
+                # (not JSON, or a content-type other than application/json)
+                body = _inference_request(body)
+            return super().decode_inference_request(body, headers, model_name)
+
+        def decode(self, body: Any, headers: Any, *args: Any, **kwargs: Any) -> Any:
+            from kserve.errors import InvalidInput
+
+            try:
+                return super().decode(body, headers, *args, **kwargs)
+            except InvalidInput as exc:
+                if str(exc).startswith("Unrecognized request format"):
+                    detail = str(exc).split(": ", 1)[-1]
+                    raise InvalidInput(f"body: is not valid JSON ({detail})") from None
+                raise
+
+        async def ready(self) -> bool:
+            for model in self.model_registry.get_models().values():
+                await model.healthy()  # raises ModelNotReady with the reason
+            return await super().ready()
+
+    return ServingDataPlane(model_registry=registry)
+
+
+def quiet_logs(access_log: bool) -> None:
+    import logging
+
+    if not access_log:
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+
+
+# ---- models ----------------------------------------------------------------------------
+def build_model(args: argparse.Namespace, settings: Any) -> Any:
+    if args.role == "predictor":
+        from esteira.storage import open_storage
+        from serving.prediction_logger import PredictionLogger
+        from serving.predictor import Predictor
+
+        name = args.model_name or settings.model.name
+        logger = PredictionLogger(
+            open_storage(settings.storage),
+            name,
+            flush_rows=settings.serving.log_flush_rows,
+            flush_seconds=settings.serving.log_flush_seconds,
+        )
+        ref: int | str = int(args.version) if args.version.isdigit() else args.version
+        model = Predictor(settings, name=name, ref=ref, prediction_logger=logger)
+    else:
+        from serving.transformer import Transformer
+
+        host = args.predictor_host or f"127.0.0.1:{settings.serving.predictor_port}"
+        model = Transformer(
+            settings, predictor_host=host, name=args.model_name, protocol=args.protocol
+        )
+    model.load()
+    return model
+
+
+def ports(args: argparse.Namespace, settings: Any) -> tuple[int, int]:
+    s = settings.serving
+    if args.role == "predictor":
+        http = args.http_port or s.predictor_port
+        return http, s.grpc_port if args.grpc_port is None else args.grpc_port
+    http = args.http_port or s.transformer_port
+    return http, http + 1 if args.grpc_port is None else args.grpc_port
+
+
+def serve(model: Any, http_port: int, grpc_port: int, access_log: bool = False) -> None:
+    """Run a single-worker ModelServer; a model that failed to load is served unready."""
+    from kserve import ModelServer
+
+    server = ModelServer(
+        http_port=http_port,
+        grpc_port=grpc_port or 0,
+        workers=1,
+        enable_grpc=bool(grpc_port),
+        enable_latency_logging=False,
+    )
+    quiet_logs(access_log)  # after ModelServer configured logging
+    server.dataplane = readiness_dataplane(server.registered_models)
+    # Registered directly: ModelServer.start() refuses to run without a ready model, and
+    # an unready server that says why is more useful than a crash loop.
+    server.register_model(model)
+    try:
+        server.start([])
+    finally:
+        model.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # KServe parses sys.argv when imported (and `--config` would abbreviate its
+    # `--configure_logging`): hide ours from it.
+    sys.argv = sys.argv[:1]
+    from esteira.config import load_settings
+    from esteira.errors import EsteiraError
+
+    try:
+        settings = load_settings(args.config).resolved()
+    except EsteiraError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    http_port, grpc_port = ports(args, settings)
+    harden_app(args.max_body_bytes)
+    model = build_model(args, settings)
+    serve(model, http_port, grpc_port, args.access_log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

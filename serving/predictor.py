@@ -1,0 +1,718 @@
+"""The predictor: the registry's model behind KServe's V1 and V2 (Open Inference Protocol).
+
+Requests
+--------
+V1 ``POST /v1/models/<name>:predict``::
+
+    {"instances": [{"volt_mean_3h": 171.2, ..., "model": "model3", "age": 14}, ...],
+     "parameters": {"probabilities": true, "machine_ids": [7], "event_timestamp": "..."}}
+
+An instance is an object ``{feature: value}`` with exactly the model's features, or
+a list of values in the order of ``metadata.feature_names``.
+
+V2 ``POST /v2/models/<name>/infer`` (REST and gRPC ``ModelInfer``): **one input per
+feature**, named after it, shape ``[n]`` (or ``[n, 1]``), datatype from the model
+metadata (``GET /v2/models/<name>``): ``FP64`` for float features (FP32 and integer
+types are accepted), ``INT64`` for integer features, ``BYTES`` for the categorical
+``model``. A single 2-D tensor is refused on purpose: one tensor has one datatype
+and cannot carry the categorical feature next to the numeric ones. Request
+parameters: ``probabilities`` (bool), ``machine_ids`` (comma-separated string or one
+int), ``event_timestamp`` (ISO 8601). The transformer passes the last two so the
+prediction log knows the entity; they are never features.
+
+Answers
+-------
+V1: ``{"predictions": [...], "model_name", "model_version"}`` plus ``"probabilities"``
+when asked. V2: outputs ``prediction`` (INT64, the class for classification, FP64
+for regression) and, when asked, ``probability`` (FP64, probability of failure);
+``model_version`` is set. The class is ``probability >= metadata.decision_threshold``.
+
+Every request is validated against the registry metadata (feature names, count,
+types, finite values, shape, batch size <= ``serving.max_batch``); a violation is
+``kserve.errors.InvalidInput`` (HTTP 400, gRPC INVALID_ARGUMENT) whose message
+names the field. A model that cannot be loaded keeps the server unready and every
+readiness/inference answer says why (HTTP 503, gRPC UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from kserve import Model
+from kserve.errors import InvalidInput, ModelNotReady
+from kserve.protocol.infer_type import (
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    to_http_parameters,
+)
+
+from esteira.config import Settings
+from esteira.errors import EsteiraError
+from esteira.registry import MODEL_FILE, Registry
+from esteira.safe_load import load_model
+from serving.prediction_logger import PredictionLogger, Record
+
+log = logging.getLogger(__name__)
+
+V1_KEYS = ("instances", "parameters")
+PARAMETERS = ("probabilities", "machine_ids", "event_timestamp")
+# parameters KServe clients may add on their own; accepted and ignored
+PASSTHROUGH_PARAMETERS = ("binary_data_output", "content_type", "headers")
+FLOAT_TYPES = ("FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32",
+               "UINT16", "UINT8")  # fmt: skip
+INT_TYPES = ("INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8")
+
+
+class ModelLoadFailed(ModelNotReady):
+    """The model is not ready because loading failed; carries the reason to every client."""
+
+    def __init__(self, model_name: str, detail: str) -> None:
+        super().__init__(model_name, detail)
+        self.reason = self.error_msg  # read by KServe's gRPC exception interceptor
+
+
+# ---- the feature schema --------------------------------------------------------------
+@dataclass(frozen=True)
+class FeatureSchema:
+    """The model's inputs, from registry metadata: ordered names and kinds."""
+
+    names: tuple[str, ...]
+    kinds: dict[str, str]  # name -> "float" | "int" | "category"
+    pandas_types: dict[str, str]
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> FeatureSchema:
+        names = tuple(metadata.get("feature_names") or ())
+        if not names:
+            raise EsteiraError(
+                "metadata.feature_names", "is missing or empty", "register the model again"
+            )
+        types = dict(metadata.get("feature_types") or {})
+        categorical = set(metadata.get("categorical_features") or ())
+        kinds = {n: _kind(types.get(n, "float64"), n in categorical) for n in names}
+        return cls(names, kinds, {n: types.get(n, "float64") for n in names})
+
+    def datatype(self, name: str) -> str:
+        return {"float": "FP64", "int": "INT64", "category": "BYTES"}[self.kinds[name]]
+
+    def describe(self) -> str:
+        return ", ".join(self.names)
+
+
+def _kind(pandas_type: str, categorical: bool) -> str:
+    if categorical or pandas_type in ("string", "object", "category", "str"):
+        return "category"
+    if pandas_type.lower().startswith(("int", "uint")):
+        return "int"
+    return "float"
+
+
+# ---- value conversion (shared by V1 and V2) ------------------------------------------
+def _bad(where: str, expected: str, value: Any) -> InvalidInput:
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:40] + "..."
+    return InvalidInput(f"{where}: expected {expected}, got {type(value).__name__} {shown}")
+
+
+def convert_column(values: list[Any], kind: str, where: Callable[[int], str]) -> np.ndarray:
+    """Values of one feature as the array the model takes; InvalidInput naming ``where(row)``."""
+    if kind == "category":
+        out = []
+        for i, v in enumerate(values):
+            if isinstance(v, bytes):
+                v = v.decode("utf-8", errors="replace")
+            if not isinstance(v, str):
+                raise _bad(where(i), "a string (categorical feature)", v)
+            out.append(v)
+        return np.array(out, dtype=object)
+    for i, v in enumerate(values):
+        if type(v) not in (int, float) and not isinstance(v, np.integer | np.floating):
+            raise _bad(where(i), "a number", v)
+        if not math.isfinite(v):
+            raise InvalidInput(f"{where(i)}: must be a finite number, got {v}")
+        if kind == "int" and not float(v).is_integer():
+            raise _bad(where(i), "an integer", v)
+    return np.array(values, dtype="int64" if kind == "int" else "float64")
+
+
+def _json_body(body: Any) -> Any:
+    """A V1 body that KServe left as bytes (content-type not JSON) parsed as JSON."""
+    if isinstance(body, bytes | str):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"body: is not valid JSON ({exc})") from None
+    return body
+
+
+# ---- parsed requests -----------------------------------------------------------------
+@dataclass
+class Parsed:
+    """A validated request: one array per feature plus the request's context."""
+
+    columns: dict[str, np.ndarray]
+    rows: int
+    probabilities: bool = False
+    machine_ids: list[int] | None = None
+    event_timestamp: str | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def _check_batch(rows: int, where: str, max_batch: int) -> None:
+    if rows == 0:
+        raise InvalidInput(f"{where}: is empty; send at least one row")
+    if rows > max_batch:
+        raise InvalidInput(
+            f"{where}: {rows} rows exceed the batch limit of {max_batch} (serving.max_batch); "
+            "split the request"
+        )
+
+
+def _parse_parameters(params: Any, rows: int, where: str) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        params = to_http_parameters(params) if hasattr(params, "items") else params
+    if not isinstance(params, dict):
+        raise _bad(where, "an object", params)
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in PASSTHROUGH_PARAMETERS:
+            continue
+        if key not in PARAMETERS:
+            raise InvalidInput(
+                f"{where}.{key}: unknown parameter; allowed: {', '.join(PARAMETERS)}"
+            )
+        out[key] = value
+    probabilities = out.get("probabilities", False)
+    if not isinstance(probabilities, bool):
+        raise _bad(f"{where}.probabilities", "true or false", probabilities)
+    result: dict[str, Any] = {"probabilities": probabilities}
+    if "machine_ids" in out:
+        result["machine_ids"] = _machine_ids(out["machine_ids"], rows, f"{where}.machine_ids")
+    if "event_timestamp" in out:
+        result["event_timestamp"] = _timestamp(out["event_timestamp"], f"{where}.event_timestamp")
+    return result
+
+
+def _machine_ids(value: Any, rows: int, where: str) -> list[int]:
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not all(p.lstrip("-").isdigit() for p in parts):
+            raise _bad(where, "comma-separated integers", value)
+        ids = [int(p) for p in parts]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        ids = [value]
+    elif isinstance(value, list) and all(type(v) is int for v in value):
+        ids = list(value)
+    else:
+        raise _bad(where, "integers (a list, one int, or a comma-separated string)", value)
+    if len(ids) != rows:
+        raise InvalidInput(f"{where}: has {len(ids)} ids for {rows} rows; send one per row")
+    return ids
+
+
+def _timestamp(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise _bad(where, "an ISO 8601 string", value)
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        raise _bad(where, "an ISO 8601 string", value) from None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).isoformat()
+
+
+def parse_v1(body: Any, schema: FeatureSchema, max_batch: int) -> Parsed:
+    """Validate a V1 body into feature arrays (InvalidInput names the field)."""
+    body = _json_body(body)
+    if not isinstance(body, dict):
+        raise _bad("body", 'a JSON object {"instances": [...]}', body)
+    unknown = [k for k in body if k not in V1_KEYS]
+    if unknown:
+        raise InvalidInput(f"{unknown[0]}: unknown top-level field; allowed: {', '.join(V1_KEYS)}")
+    if "instances" not in body:
+        raise InvalidInput('instances: missing; send {"instances": [{feature: value, ...}]}')
+    instances = body["instances"]
+    if not isinstance(instances, list):
+        raise _bad("instances", "a list of rows", instances)
+    _check_batch(len(instances), "instances", max_batch)
+    raw = _v1_columns(instances, schema)
+    columns = {
+        name: convert_column(raw[name], schema.kinds[name], _v1_where(name))
+        for name in schema.names
+    }
+    params = _parse_parameters(body.get("parameters"), len(instances), "parameters")
+    return Parsed(columns, len(instances), **params)
+
+
+def _v1_where(name: str) -> Callable[[int], str]:
+    return lambda i: f"instances[{i}].{name}"
+
+
+def _v2_where(name: str) -> Callable[[int], str]:
+    return lambda i: f"inputs[{name!r}].data[{i}]"
+
+
+def _v1_columns(instances: list[Any], schema: FeatureSchema) -> dict[str, list[Any]]:
+    names = schema.names
+    if all(isinstance(row, dict) for row in instances):
+        wanted = set(names)
+        for i, row in enumerate(instances):
+            if row.keys() != wanted:
+                missing = [n for n in names if n not in row]
+                extra = sorted(k for k in row if k not in wanted)
+                if missing:
+                    raise InvalidInput(f"instances[{i}]: missing features {missing}")
+                raise InvalidInput(
+                    f"instances[{i}]: unknown fields {extra}; the model's features are "
+                    f"{schema.describe()}"
+                )
+        return {n: [row[n] for row in instances] for n in names}
+    for i, row in enumerate(instances):
+        if not isinstance(row, list | dict):
+            raise _bad(
+                f"instances[{i}]", "an object {feature: value} or a list in feature order", row
+            )
+        if isinstance(row, dict):
+            raise InvalidInput(f"instances[{i}]: mixes objects and lists; use one form")
+        if len(row) != len(names):
+            raise InvalidInput(
+                f"instances[{i}]: has {len(row)} values, the model takes {len(names)} "
+                f"features in this order: {schema.describe()}"
+            )
+    return {n: [row[j] for row in instances] for j, n in enumerate(names)}
+
+
+def parse_v2(request: InferRequest, schema: FeatureSchema, max_batch: int) -> Parsed:
+    """Validate a V2 request (REST or gRPC) into feature arrays."""
+    inputs = {}
+    for j, tensor in enumerate(request.inputs):
+        if tensor.name in inputs:
+            raise InvalidInput(f"inputs[{j}] {tensor.name!r}: sent twice")
+        inputs[tensor.name] = tensor
+    unknown = [n for n in inputs if n not in schema.kinds]
+    if unknown:
+        hint = ""
+        if len(inputs) == 1:
+            hint = (
+                " (a single 2-D tensor is not accepted: send one input per feature, "
+                "shape [n], because the categorical feature needs BYTES)"
+            )
+        raise InvalidInput(
+            f"inputs {unknown}: not features of the model{hint}; expected one input per "
+            f"feature: {schema.describe()}"
+        )
+    missing = [n for n in schema.names if n not in inputs]
+    if missing:
+        raise InvalidInput(f"inputs: missing features {missing}; send one input per feature")
+    rows: int | None = None
+    columns: dict[str, np.ndarray] = {}
+    for name in schema.names:
+        values, n = _v2_values(inputs[name], schema, name)
+        if rows is None:
+            rows = n
+            _check_batch(n, f"inputs[{name!r}].shape", max_batch)
+        elif n != rows:
+            raise InvalidInput(
+                f"inputs[{name!r}].shape: has {n} rows, other inputs have {rows}; "
+                "every input needs the same number of rows"
+            )
+        columns[name] = convert_column(values, schema.kinds[name], _v2_where(name))
+    params = _parse_parameters(request.parameters, rows or 0, "parameters")
+    parsed = Parsed(columns, rows or 0, **params)
+    if request.id:
+        parsed.request_id = str(request.id)
+    return parsed
+
+
+def _v2_values(tensor: Any, schema: FeatureSchema, name: str) -> tuple[list[Any], int]:
+    where = f"inputs[{name!r}]"
+    kind = schema.kinds[name]
+    datatype = (tensor.datatype or "").upper()
+    allowed = {"float": FLOAT_TYPES, "int": INT_TYPES + ("FP64", "FP32"), "category": ("BYTES",)}
+    if datatype not in allowed[kind]:
+        raise InvalidInput(
+            f"{where}.datatype: {datatype or 'missing'} is not accepted for this {kind} feature; "
+            f"use {schema.datatype(name)}"
+        )
+    shape = list(tensor.shape or [])
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or any(
+        (not isinstance(d, int)) or d < 0 for d in shape
+    ):
+        raise InvalidInput(f"{where}.shape: {shape} is not accepted; use [n] (or [n, 1])")
+    expected = shape[0] * (shape[1] if len(shape) == 2 else 1)
+    if isinstance(tensor.data, list) and getattr(tensor, "_raw_data", None) is None:
+        values = _flatten(tensor.data)  # JSON or gRPC contents: keep the sent types for checks
+    else:
+        try:
+            values = tensor.as_numpy().reshape(-1).tolist()
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InvalidInput(
+                f"{where}.data: does not match datatype {datatype} and shape {shape} ({exc})"
+            ) from None
+    if len(values) != expected:
+        raise InvalidInput(
+            f"{where}.data: has {len(values)} values, shape {shape} needs {expected}"
+        )
+    return values, shape[0]
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in data:
+        if isinstance(item, list):
+            out.extend(_flatten(item))
+        else:
+            out.append(item)
+    return out
+
+
+# ---- a pandas-free path through the training pipeline ----------------------------------
+class FastPipeline:
+    """The training Pipeline (ColumnTransformer of passthrough/StandardScaler and
+    OneHotEncoder, then an estimator) evaluated on numpy arrays.
+
+    Building a one-row DataFrame and letting the ColumnTransformer select columns by
+    name costs most of a single-row prediction; this does the same arithmetic on
+    arrays. :meth:`compile` returns None for any other structure, and the result is
+    only used after it reproduced the Pipeline's output exactly on probe rows.
+    """
+
+    def __init__(self, blocks: list[tuple[str, list[str], Any]], estimator: Any) -> None:
+        self.blocks = blocks
+        self.estimator = estimator
+
+    @classmethod
+    def compile(cls, model: Any, schema: FeatureSchema) -> FastPipeline | None:
+        from sklearn.compose import ColumnTransformer
+        from sklearn.pipeline import Pipeline
+
+        if not isinstance(model, Pipeline) or len(model.steps) != 2:
+            return None
+        prep, estimator = model.steps[0][1], model.steps[1][1]
+        if not isinstance(prep, ColumnTransformer) or hasattr(estimator, "feature_names_in_"):
+            return None
+        if getattr(prep, "sparse_output_", False):
+            return None
+        blocks = []
+        for _, transformer, cols in prep.transformers_:
+            cols = list(cols) if not isinstance(cols, str) else [cols]
+            if transformer == "drop" or not cols:
+                continue
+            if not all(isinstance(c, str) and c in schema.kinds for c in cols):
+                return None
+            block = _block(transformer, cols)
+            if block is None:
+                return None
+            blocks.append(block)
+        return cls(blocks, estimator)
+
+    def matrix(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        parts = []
+        for kind, cols, params in self.blocks:
+            if kind == "onehot":
+                parts.append(_one_hot(columns, cols, params))
+                continue
+            block = np.column_stack([np.asarray(columns[c], dtype="float64") for c in cols])
+            if kind == "scale":
+                mean, scale = params
+                block = (block - mean) / scale if mean is not None else block / scale
+            parts.append(block)
+        return np.hstack(parts) if len(parts) > 1 else parts[0]
+
+    def predict_proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        return self.estimator.predict_proba(self.matrix(columns))
+
+    def predict(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        return self.estimator.predict(self.matrix(columns))
+
+
+def _block(transformer: Any, cols: list[str]) -> tuple[str, list[str], Any] | None:
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+    if transformer == "passthrough" or (
+        isinstance(transformer, FunctionTransformer)
+        and transformer.func is None
+        and not transformer.validate
+    ):
+        return ("pass", cols, None)
+    if type(transformer) is StandardScaler:
+        scale = transformer.scale_ if transformer.scale_ is not None else 1.0
+        mean = transformer.mean_ if transformer.with_mean else None
+        return ("scale", cols, (mean, scale))
+    if (
+        type(transformer) is OneHotEncoder
+        and transformer.handle_unknown == "ignore"
+        and getattr(transformer, "drop_idx_", None) is None
+        and not getattr(transformer, "_infrequent_enabled", False)
+        and not transformer.sparse_output
+    ):
+        maps = [{v: i for i, v in enumerate(cats.tolist())} for cats in transformer.categories_]
+        return ("onehot", cols, maps)
+    return None
+
+
+def _one_hot(columns: dict[str, np.ndarray], cols: list[str], maps: list[dict]) -> np.ndarray:
+    n = len(columns[cols[0]])
+    width = sum(len(m) for m in maps)
+    out = np.zeros((n, width), dtype="float64")
+    offset = 0
+    for col, mapping in zip(cols, maps, strict=True):
+        for row, value in enumerate(columns[col]):
+            index = mapping.get(value)
+            if index is not None:  # unknown categories are all zeros (handle_unknown=ignore)
+                out[row, offset + index] = 1.0
+        offset += len(mapping)
+    return out
+
+
+def _probe(schema: FeatureSchema, fast: FastPipeline, rows: int = 24) -> dict[str, np.ndarray]:
+    """Rows covering every known category plus an unknown one, numbers from a fixed seed."""
+    rng = np.random.default_rng(0)
+    categories: dict[str, list[str]] = {}
+    for kind, cols, params in fast.blocks:
+        if kind == "onehot":
+            for col, mapping in zip(cols, params, strict=True):
+                categories[col] = [str(v) for v in mapping] + ["__unseen__"]
+    columns: dict[str, np.ndarray] = {}
+    for name in schema.names:
+        kind = schema.kinds[name]
+        if kind == "category":
+            known = categories.get(name, ["a"])
+            columns[name] = np.array([known[i % len(known)] for i in range(rows)], dtype=object)
+        elif kind == "int":
+            columns[name] = rng.integers(0, 100, rows).astype("int64")
+        else:
+            columns[name] = rng.normal(0, 100, rows)
+    return columns
+
+
+# ---- the model -----------------------------------------------------------------------
+class Scorer:
+    """The loaded model and how its answers are turned into classes and probabilities."""
+
+    def __init__(self, model: Any, schema: FeatureSchema, metadata: dict[str, Any]) -> None:
+        self.model = model
+        self.schema = schema
+        self.task = metadata.get("task", "classification")
+        self.threshold = float(metadata.get("decision_threshold", 0.5))
+        if not callable(getattr(model, "predict", None)):
+            raise EsteiraError(MODEL_FILE, "holds no model with a predict method", "retrain")
+        if self.task == "classification":
+            classes = list(getattr(model, "classes_", []))
+            if len(classes) != 2 or not callable(getattr(model, "predict_proba", None)):
+                raise EsteiraError(
+                    MODEL_FILE,
+                    f"is not a binary classifier with predict_proba (classes: {classes})",
+                    "register a binary classifier for this classification model",
+                )
+            self.classes = np.asarray(classes)
+        self.fast = self._verified_fast_path()
+
+    def _verified_fast_path(self) -> FastPipeline | None:
+        """The array path, if the model has the training structure and it agrees exactly."""
+        fast = FastPipeline.compile(self.model, self.schema)
+        if fast is None:
+            return None
+        probe = _probe(self.schema, fast)
+        try:
+            if self.task == "classification":
+                same = np.allclose(
+                    fast.predict_proba(probe), self.model.predict_proba(self.frame(probe)),
+                    rtol=0, atol=1e-12,
+                )  # fmt: skip
+            else:
+                same = np.allclose(
+                    fast.predict(probe), self.model.predict(self.frame(probe)), rtol=0, atol=1e-9
+                )
+        except Exception as exc:  # any doubt: use the Pipeline itself
+            log.warning("array path disabled: %s", type(exc).__name__)
+            return None
+        if not same:
+            log.warning("array path disabled: it does not reproduce the Pipeline's output")
+            return None
+        return fast
+
+    def frame(self, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+        return pd.DataFrame(columns, columns=list(self.schema.names))
+
+    def score(self, columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(prediction, probability of the positive class or None for regression)."""
+        if self.task != "classification":
+            raw = (
+                self.fast.predict(columns) if self.fast else self.model.predict(self.frame(columns))
+            )
+            return np.asarray(raw, dtype="float64"), None
+        if self.fast is not None:
+            proba = self.fast.predict_proba(columns)[:, 1]
+        else:
+            proba = self.model.predict_proba(self.frame(columns))[:, 1]
+        proba = np.asarray(proba, dtype="float64")
+        labels = np.where(proba >= self.threshold, self.classes[1], self.classes[0])
+        return labels.astype("int64"), proba
+
+
+# ---- the KServe model ----------------------------------------------------------------
+class Predictor(Model):
+    """The registry's model as a KServe model (V1 and V2, REST and gRPC)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str | None = None,
+        ref: int | str = "production",
+        registry: Registry | None = None,
+        prediction_logger: PredictionLogger | None = None,
+    ) -> None:
+        super().__init__(name or settings.model.name)
+        self.settings = settings
+        self.ref = ref
+        self.registry = registry
+        self.prediction_logger = prediction_logger
+        self.max_batch = settings.serving.max_batch
+        self.scorer: Scorer | None = None
+        self.schema: FeatureSchema | None = None
+        self.version: int | None = None
+        self.failure: str | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def load(self) -> bool:
+        """Load the model version from the registry; on failure stay unready with the reason."""
+        try:
+            self._load()
+        except EsteiraError as exc:
+            self._fail(exc.message)
+        except Exception as exc:  # registry/storage trouble we did not anticipate
+            self._fail(f"{type(exc).__name__}: {exc}")
+        return self.ready
+
+    def _load(self) -> None:
+        registry = self.registry or self._open_registry()
+        version = registry.get(self.ref)
+        data = registry.read_file(version.version, MODEL_FILE)
+        schema = FeatureSchema.from_metadata(version.metadata)
+        self.scorer = Scorer(load_model(data), schema, version.metadata)
+        self.schema = schema
+        self.version = version.version
+        self.failure = None
+        self.ready = True
+        log.info(
+            "loaded %s v%s (%d features, %s)",
+            self.name,
+            version.version,
+            len(schema.names),
+            "array path" if self.scorer.fast else "Pipeline path",
+        )
+
+    def _open_registry(self) -> Registry:
+        from esteira.storage import open_storage
+
+        return Registry(open_storage(self.settings.storage), self.settings.model.name)
+
+    def _fail(self, reason: str) -> None:
+        self.ready = False
+        self.failure = f"model {self.name!r} ({self.ref}) could not be loaded: {reason}"
+        log.error("%s", self.failure)
+
+    async def healthy(self) -> bool:
+        if self.ready:
+            return True
+        raise ModelLoadFailed(self.name, self.failure or "it is still loading")
+
+    def stop(self) -> None:
+        """Flush the prediction log on shutdown."""
+        super().stop()
+        if self.prediction_logger is not None:
+            self.prediction_logger.close()
+
+    # ---- metadata ----------------------------------------------------------------------
+    def get_input_types(self) -> list[dict[str, Any]]:
+        schema = self.schema
+        if schema is None:
+            return []
+        return [{"name": n, "datatype": schema.datatype(n), "shape": [-1]} for n in schema.names]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        if self.scorer is None:
+            return []
+        if self.scorer.task != "classification":
+            return [{"name": "prediction", "datatype": "FP64", "shape": [-1]}]
+        return [
+            {"name": "prediction", "datatype": "INT64", "shape": [-1]},
+            {"name": "probability", "datatype": "FP64", "shape": [-1]},
+        ]
+
+    # ---- inference ---------------------------------------------------------------------
+    def predict(
+        self, payload: dict | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict | InferResponse:
+        if self.scorer is None or self.schema is None:
+            raise ModelLoadFailed(self.name, self.failure or "it is still loading")
+        if isinstance(payload, InferRequest):
+            parsed = parse_v2(payload, self.schema, self.max_batch)
+        else:
+            parsed = parse_v1(payload, self.schema, self.max_batch)
+        if headers and headers.get("x-request-id"):
+            parsed.request_id = headers["x-request-id"]
+        prediction, probability = self.scorer.score(parsed.columns)
+        self._log(parsed, prediction, probability)
+        if isinstance(payload, InferRequest):
+            return self._v2_response(parsed, prediction, probability)
+        return self._v1_response(parsed, prediction, probability)
+
+    def _v1_response(
+        self, parsed: Parsed, prediction: np.ndarray, probability: np.ndarray | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "predictions": prediction.tolist(),
+            "model_name": self.name,
+            "model_version": str(self.version),
+        }
+        if parsed.probabilities and probability is not None:
+            body["probabilities"] = probability.tolist()
+        return body
+
+    def _v2_response(
+        self, parsed: Parsed, prediction: np.ndarray, probability: np.ndarray | None
+    ) -> InferResponse:
+        n = parsed.rows
+        datatype = "INT64" if prediction.dtype.kind == "i" else "FP64"
+        outputs = [InferOutput("prediction", [n], datatype, data=prediction.tolist())]
+        if parsed.probabilities and probability is not None:
+            outputs.append(InferOutput("probability", [n], "FP64", data=probability.tolist()))
+        return InferResponse(
+            response_id=parsed.request_id,
+            model_name=self.name,
+            model_version=str(self.version),
+            infer_outputs=outputs,
+        )
+
+    def _log(self, parsed: Parsed, prediction: np.ndarray, probability: np.ndarray | None) -> None:
+        if self.prediction_logger is None:
+            return
+        columns: dict[str, Any] = dict(parsed.columns)
+        columns["prediction"] = prediction
+        columns["probability"] = probability if probability is not None else [None] * parsed.rows
+        if parsed.machine_ids is not None:
+            columns["machine_id"] = parsed.machine_ids
+        constants = {
+            "request_id": parsed.request_id,
+            "served_at": datetime.fromtimestamp(time.time(), UTC),
+            "model_name": self.name,
+            "model_version": self.version,
+            "source": "online",
+            "event_timestamp": parsed.event_timestamp,
+        }
+        self.prediction_logger.log(Record(columns, constants, parsed.rows))

@@ -1,0 +1,391 @@
+"""The transformer: machine ids in, online features from Feast, predictions from the predictor.
+
+Requests
+--------
+V1 ``POST /v1/models/<name>:predict``::
+
+    {"instances": [{"machine_id": 7, "volt_now": 171.2, "vibration_now": 40.1}]}
+
+V2 ``POST /v2/models/<name>/infer`` (REST, and gRPC when enabled): inputs
+``machine_id`` (INT64, shape [n]) and one FP64 input per request-time field
+(``volt_now``, ``vibration_now``).
+
+For each request the transformer reads the feature vectors with
+:class:`esteira.online.OnlineFeatures` (feature service order, as in training),
+sends them to the predictor over REST with ``serving.predictor_protocol`` (v1 or v2)
+on one keep-alive ``httpx`` client with ``serving.timeout_seconds``, and answers
+V1 ``{"machine_ids", "predictions", "probabilities", "model_name", "model_version"}``
+or V2 outputs ``machine_id``, ``prediction``, ``probability``.
+
+Errors: a bad request is 400 naming the field; an unknown machine is 404 naming the
+id; the online store down is 503 (and the next request after it is back works, no
+restart); the predictor unreachable is 503, timing out 504, answering garbage or an
+error 502 (gRPC: NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import httpx
+import orjson
+from grpc_interceptor.exceptions import GrpcException
+from kserve import Model
+from kserve.errors import InvalidInput, ModelNotReady
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from esteira.config import Settings
+from esteira.errors import EsteiraError
+
+log = logging.getLogger(__name__)
+
+ENTITY = "machine_id"
+
+
+class ServingError(GrpcException):
+    """An error with its HTTP status and gRPC status code, answered as ``{"error": message}``."""
+
+    def __init__(self, http_status: int, grpc_status: grpc.StatusCode, message: str) -> None:
+        super().__init__(details=message, status_code=grpc_status)
+        self.http_status = http_status
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TransformerNotReady(ModelNotReady):
+    def __init__(self, model_name: str, detail: str) -> None:
+        super().__init__(model_name, detail)
+        self.reason = self.error_msg
+
+
+def unknown_entity(message: str) -> ServingError:
+    return ServingError(404, grpc.StatusCode.NOT_FOUND, message)
+
+
+def unavailable(message: str) -> ServingError:
+    return ServingError(503, grpc.StatusCode.UNAVAILABLE, message)
+
+
+def bad_gateway(message: str) -> ServingError:
+    return ServingError(502, grpc.StatusCode.UNAVAILABLE, message)
+
+
+def gateway_timeout(message: str) -> ServingError:
+    return ServingError(504, grpc.StatusCode.DEADLINE_EXCEEDED, message)
+
+
+def _json_body(body: Any) -> Any:
+    """A V1 body that KServe left as bytes (content-type not JSON) parsed as JSON."""
+    if isinstance(body, bytes | str):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"body: is not valid JSON ({exc})") from None
+    return body
+
+
+# ---- request parsing -----------------------------------------------------------------
+def _number(value: Any, where: str) -> float:
+    if type(value) not in (int, float):
+        raise InvalidInput(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise InvalidInput(f"{where}: must be a finite number, got {value}")
+    return float(value)
+
+
+def _machine_id(value: Any, where: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is not int:
+        raise InvalidInput(f"{where}: expected an integer machine id, got {value!r}")
+    return value
+
+
+def _check_rows(rows: int, where: str, max_batch: int) -> None:
+    if rows == 0:
+        raise InvalidInput(f"{where}: is empty; send at least one machine")
+    if rows > max_batch:
+        raise InvalidInput(
+            f"{where}: {rows} machines exceed the batch limit of {max_batch} (serving.max_batch)"
+        )
+
+
+def parse_v1(
+    body: Any, fields: list[str], max_batch: int
+) -> tuple[list[int], dict[str, list[float]]]:
+    """``{"instances": [{machine_id, <request fields>}]}`` -> (ids, request values)."""
+    body = _json_body(body)
+    if not isinstance(body, dict):
+        raise InvalidInput('body: expected a JSON object {"instances": [...]}')
+    extra = [k for k in body if k != "instances"]
+    if extra:
+        raise InvalidInput(f"{extra[0]}: unknown top-level field; send only instances")
+    instances = body.get("instances")
+    if not isinstance(instances, list):
+        raise InvalidInput("instances: missing or not a list of {machine_id, ...} objects")
+    _check_rows(len(instances), "instances", max_batch)
+    wanted = {ENTITY, *fields}
+    ids: list[int] = []
+    values: dict[str, list[float]] = {f: [] for f in fields}
+    for i, row in enumerate(instances):
+        if not isinstance(row, dict):
+            raise InvalidInput(f"instances[{i}]: expected an object with {sorted(wanted)}")
+        if row.keys() != wanted:
+            missing = sorted(wanted - row.keys())
+            if missing:
+                raise InvalidInput(f"instances[{i}]: missing {missing}")
+            raise InvalidInput(
+                f"instances[{i}]: unknown fields {sorted(row.keys() - wanted)}; "
+                f"send {sorted(wanted)}"
+            )
+        ids.append(_machine_id(row[ENTITY], f"instances[{i}].{ENTITY}"))
+        for name in fields:
+            values[name].append(_number(row[name], f"instances[{i}].{name}"))
+    return ids, values
+
+
+def parse_v2(
+    request: InferRequest, fields: list[str], max_batch: int
+) -> tuple[list[int], dict[str, list[float]]]:
+    """Inputs ``machine_id`` (INT64) and the request fields (FP64) -> (ids, request values)."""
+    inputs = {t.name: t for t in request.inputs}
+    wanted = [ENTITY, *fields]
+    unknown = sorted(set(inputs) - set(wanted))
+    missing = [n for n in wanted if n not in inputs]
+    if unknown or missing or len(inputs) != len(request.inputs):
+        raise InvalidInput(
+            f"inputs: expected exactly {wanted} (one each); missing {missing}, unknown {unknown}"
+        )
+    columns = {name: _tensor_values(inputs[name], name) for name in wanted}
+    rows = len(columns[ENTITY])
+    _check_rows(rows, f"inputs[{ENTITY!r}].shape", max_batch)
+    for name in fields:
+        if len(columns[name]) != rows:
+            raise InvalidInput(
+                f"inputs[{name!r}].shape: {len(columns[name])} values for {rows} machines"
+            )
+    ids = [_machine_id(v, f"inputs[{ENTITY!r}].data[{i}]") for i, v in enumerate(columns[ENTITY])]
+    values = {
+        n: [_number(v, f"inputs[{n!r}].data[{i}]") for i, v in enumerate(columns[n])]
+        for n in fields
+    }
+    return ids, values
+
+
+def _tensor_values(tensor: Any, name: str) -> list[Any]:
+    shape = list(tensor.shape or [])
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        raise InvalidInput(f"inputs[{name!r}].shape: {shape} is not accepted; use [n]")
+    expected = "INT64" if name == ENTITY else "FP64"
+    datatype = (tensor.datatype or "").upper()
+    if datatype not in (expected, "INT32" if name == ENTITY else "FP32"):
+        raise InvalidInput(f"inputs[{name!r}].datatype: {datatype} is not accepted; use {expected}")
+    try:
+        values = tensor.as_numpy().reshape(-1).tolist()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInput(f"inputs[{name!r}].data: does not match shape {shape} ({exc})") from None
+    if len(values) != shape[0] * (shape[1] if len(shape) == 2 else 1):
+        raise InvalidInput(f"inputs[{name!r}].data: has {len(values)} values for shape {shape}")
+    return values
+
+
+# ---- predictor requests --------------------------------------------------------------
+def _datatype(values: list[Any]) -> str:
+    if any(isinstance(v, str) for v in values):
+        return "BYTES"
+    if all(type(v) is int for v in values):
+        return "INT64"
+    return "FP64"
+
+
+def predictor_body(
+    protocol: str,
+    names: list[str],
+    features: dict[str, list[Any]],
+    ids: list[int],
+    stamp: str,
+) -> dict[str, Any]:
+    """The predictor request for these feature columns, with the entity as parameters."""
+    n = len(ids)
+    if protocol == "v1":
+        rows = [[features[name][i] for name in names] for i in range(n)]
+        params = {"probabilities": True, "machine_ids": ids, "event_timestamp": stamp}
+        return {"instances": rows, "parameters": params}
+    inputs = [
+        {"name": name, "shape": [n], "datatype": _datatype(features[name]), "data": features[name]}
+        for name in names
+    ]
+    params = {
+        "probabilities": True,
+        "machine_ids": ",".join(str(i) for i in ids),
+        "event_timestamp": stamp,
+    }
+    return {"inputs": inputs, "parameters": params}
+
+
+def read_answer(protocol: str, body: dict[str, Any]) -> tuple[list[Any], list[Any], str]:
+    """(predictions, probabilities, model_version) from a predictor answer."""
+    if protocol == "v1":
+        return body["predictions"], body["probabilities"], str(body.get("model_version", ""))
+    outputs = {o["name"]: o["data"] for o in body["outputs"]}
+    return outputs["prediction"], outputs["probability"], str(body.get("model_version") or "")
+
+
+# ---- the KServe model ----------------------------------------------------------------
+class Transformer(Model):
+    """Feast online features in front of the predictor."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        predictor_host: str,
+        name: str | None = None,
+        protocol: str | None = None,
+        online: Any = None,
+    ) -> None:
+        super().__init__(name or settings.model.name)
+        self.settings = settings
+        self.protocol = protocol or settings.serving.predictor_protocol
+        host = predictor_host if "://" in predictor_host else f"http://{predictor_host}"
+        self.predictor_url = host.rstrip("/")
+        self.timeout = settings.serving.timeout_seconds
+        self.max_batch = settings.serving.max_batch
+        self.online = online
+        self.failure: str | None = None
+        self._client: httpx.AsyncClient | None = None
+        path = ":predict" if self.protocol == "v1" else "/infer"
+        prefix = "v1" if self.protocol == "v1" else "v2"
+        self.infer_url = f"{self.predictor_url}/{prefix}/models/{self.name}{path}"
+
+    def load(self) -> bool:
+        """Resolve the feature service (no online-store connection is needed yet)."""
+        try:
+            if self.online is None:
+                from esteira.online import OnlineFeatures
+
+                self.online = OnlineFeatures(self.settings)
+            self.names = self.online.feature_names
+            self.fields = self.online.request_fields
+            self.ready, self.failure = True, None
+        except EsteiraError as exc:
+            self.ready, self.failure = False, exc.message
+            log.error("transformer not ready: %s", exc.message)
+        return self.ready
+
+    async def healthy(self) -> bool:
+        if self.ready:
+            return True
+        raise TransformerNotReady(self.name, self.failure or "still loading")
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """One keep-alive client for every call to the predictor."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 2.0)),
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            )
+        return self._client
+
+    # ---- inference ---------------------------------------------------------------------
+    async def predict(
+        self, payload: dict | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict | InferResponse:
+        is_v2 = isinstance(payload, InferRequest)
+        if is_v2:
+            ids, request_values = parse_v2(payload, self.fields, self.max_batch)
+        else:
+            ids, request_values = parse_v1(payload, self.fields, self.max_batch)
+        features = self._lookup(ids, request_values)
+        stamp = datetime.now(UTC).isoformat()
+        body = predictor_body(self.protocol, self.names, features, ids, stamp)
+        request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex
+        answer = await self._call_predictor(body, request_id)
+        try:
+            predictions, probabilities, version = read_answer(self.protocol, answer)
+        except (KeyError, TypeError) as exc:
+            raise bad_gateway(
+                f"predictor at {self.predictor_url}: unexpected answer (no {exc})"
+            ) from None
+        if is_v2:
+            return InferResponse(
+                response_id=payload.id or request_id,
+                model_name=self.name,
+                model_version=version,
+                infer_outputs=[
+                    InferOutput(ENTITY, [len(ids)], "INT64", data=ids),
+                    InferOutput("prediction", [len(ids)], "INT64", data=predictions),
+                    InferOutput("probability", [len(ids)], "FP64", data=probabilities),
+                ],
+            )
+        return {
+            "machine_ids": ids,
+            "predictions": predictions,
+            "probabilities": probabilities,
+            "model_name": self.name,
+            "model_version": version,
+        }
+
+    def _lookup(self, ids: list[int], values: dict[str, list[float]]) -> dict[str, list[Any]]:
+        from esteira.online import (
+            MissingRequestValueError,
+            OnlineStoreUnavailable,
+            UnknownEntityError,
+        )
+
+        try:
+            return self.online.lookup(ids, values)
+        except UnknownEntityError as exc:
+            raise unknown_entity(exc.message) from None
+        except MissingRequestValueError as exc:
+            raise InvalidInput(exc.message) from None
+        except OnlineStoreUnavailable as exc:
+            raise unavailable(exc.message) from None
+
+    async def _call_predictor(self, body: dict[str, Any], request_id: str) -> dict[str, Any]:
+        where = f"predictor at {self.predictor_url}"
+        try:
+            response = await self.client.post(
+                self.infer_url,
+                content=orjson.dumps(body),
+                headers={"content-type": "application/json", "x-request-id": request_id},
+            )
+        except httpx.TimeoutException as exc:
+            raise gateway_timeout(
+                f"{where}: no answer within serving.timeout_seconds={self.timeout} "
+                f"({type(exc).__name__})"
+            ) from None
+        except httpx.TransportError as exc:
+            raise unavailable(
+                f"{where}: unreachable ({type(exc).__name__}); check that it runs and "
+                "--predictor-host"
+            ) from None
+        if response.status_code != 200:
+            raise self._predictor_error(response, where)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise bad_gateway(f"{where}: answered with invalid JSON") from None
+
+    @staticmethod
+    def _predictor_error(response: httpx.Response, where: str) -> ServingError:
+        try:
+            detail = orjson.loads(response.content).get("error", "")
+        except (orjson.JSONDecodeError, AttributeError):
+            detail = response.text[:200]
+        message = f"{where}: answered HTTP {response.status_code}: {detail}"
+        if response.status_code == 503:
+            return unavailable(message)
+        return bad_gateway(message)
+
+    def stop(self) -> None:
+        super().stop()
+        self._client = None
