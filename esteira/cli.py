@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # kserve parses sys.argv when imported (and `--config` abbreviates its `--configure_logging`):
+    # ours are parsed now, so libraries imported by a handler see none.
+    sys.argv = sys.argv[:1]
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
