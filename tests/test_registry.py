@@ -76,7 +76,7 @@ def test_version_uri_is_what_kserve_reads(
 ) -> None:
     version = registry.register(files(), meta())
     if isinstance(storage, S3Storage):
-        assert version.uri == f"s3://esteira-test/{storage.prefix}/models/{NAME}/v1"
+        assert version.uri == f"s3://{storage.bucket}/{storage.prefix}/models/{NAME}/v1"
     else:
         assert version.uri == str(storage.path(f"models/{NAME}/v1"))
         assert (Path(version.uri) / "model.joblib").read_bytes() == b"model-a"

@@ -20,9 +20,12 @@ from esteira.errors import ConfigError, DataError
 CONTRACT = load_contract("feature_repo")
 
 
+FAST = {"max_iter": 40}  # the default family, kept small: these tests check behaviour, not quality
+
+
 @pytest.fixture(scope="module")
 def training_frame() -> tuple[pd.DataFrame, list[str]]:
-    raw = generate_fleet(machines=25, days=90, seed=11)
+    raw = generate_fleet(machines=30, days=90, seed=42)
     tables = compute_feature_tables(raw, CONTRACT)
     keys = ["machine_id", "event_timestamp"]
     frame = (
@@ -35,6 +38,12 @@ def training_frame() -> tuple[pd.DataFrame, list[str]]:
     )
     features = [c for c in frame.columns if c not in (*keys, "fails_24h")]
     return frame, features
+
+
+@pytest.fixture(scope="module")
+def trained(training_frame):
+    frame, features = training_frame
+    return train_model(frame, features, "fails_24h", ModelSettings(hyperparameters=FAST), purge_hours=24)
 
 
 def test_time_split_never_trains_on_the_future():
@@ -60,18 +69,16 @@ def test_each_family_learns_the_signal(training_frame, family):
 
 def test_training_is_reproducible(training_frame):
     frame, features = training_frame
-    cfg = ModelSettings()
+    cfg = ModelSettings(hyperparameters=FAST)
     a = train_model(frame, features, "fails_24h", cfg).model.predict_proba(frame[features].head(50))
     b = train_model(frame, features, "fails_24h", cfg).model.predict_proba(frame[features].head(50))
     np.testing.assert_array_equal(a, b)
 
 
-def test_model_holds_only_allowlisted_classes(training_frame):
+def test_model_holds_only_allowlisted_classes(trained):
     """KServe's sklearn runtime unpickles sklearn/numpy/scipy/pandas classes only."""
-    frame, features = training_frame
-    model = train_model(frame, features, "fails_24h", ModelSettings()).model
     buf = io.BytesIO()
-    joblib.dump(model, buf)
+    joblib.dump(trained.model, buf)
     modules = {
         arg.split(" ")[0]
         for op, arg, _ in pickletools.genops(buf.getvalue())
@@ -93,7 +100,7 @@ def test_model_holds_only_allowlisted_classes(training_frame):
 
 def test_regression_task(training_frame):
     frame, features = training_frame
-    cfg = ModelSettings(task="regression", family="gradient_boosting")
+    cfg = ModelSettings(task="regression", family="gradient_boosting", hyperparameters=FAST)
     result = train_model(frame, features, "fails_24h", cfg)
     metrics = score(result.model, result.holdout, features, "fails_24h", cfg).metrics
     assert set(metrics) == {"rmse", "mae", "r2"} and metrics["rmse"] > 0
@@ -112,10 +119,9 @@ def test_single_class_split_is_a_clear_error(training_frame):
         train_model(frame.assign(fails_24h=0), features, "fails_24h", ModelSettings())
 
 
-def test_evaluation_metrics_curves_and_gate(training_frame):
-    frame, features = training_frame
-    cfg = ModelSettings()
-    result = train_model(frame, features, "fails_24h", cfg, purge_hours=24)
+def test_evaluation_metrics_curves_and_gate(training_frame, trained):
+    _, features = training_frame
+    cfg, result = ModelSettings(), trained
     ev = evaluate(result.model, result.holdout, features, "fails_24h", cfg, {"roc_auc": 0.6})
     proba = result.model.predict_proba(result.holdout[features])[:, 1]
     assert ev.metrics["roc_auc"] == pytest.approx(roc_auc_score(result.holdout.fails_24h, proba))
