@@ -3,7 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY      := .venv/bin/python
 ESTEIRA := .venv/bin/esteira
-UV      := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else the copy `pip install uv` puts next to python3 (wherever that is)
+UV      := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 CONFIG  ?=
 CFG     := $(if $(CONFIG),--config $(CONFIG),)
 
@@ -12,10 +13,9 @@ CFG     := $(if $(CONFIG),--config $(CONFIG),)
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(UV):
-	@echo "== installing uv"; python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
-
-.venv/.synced: uv.lock pyproject.toml | $(UV)
+.venv/.synced: uv.lock pyproject.toml
+	@$(UV) --version >/dev/null 2>&1 || { echo "== installing uv"; python3 -m pip install --quiet uv \
+	  || python3 -m pip install --quiet --break-system-packages uv; }
 	@echo "== creating .venv from uv.lock"
 	@$(UV) sync --frozen --quiet
 	@touch $@

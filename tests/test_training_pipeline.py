@@ -89,3 +89,17 @@ def test_a_missing_column_stops_the_run_with_its_name(workspace, tmp_path, monke
     assert summary["status"] == "failed" and "vibration" in summary["error"]
     assert set(summary["steps"]) == {"ingest", "validate"}  # nothing downstream ran
     assert not (tmp_path / "store" / "models").exists()
+
+
+def test_a_truncated_file_stops_the_run_at_ingestion(workspace, tmp_path, monkeypatch, capsys):
+    source = Path(small_workspace(workspace).data.source_uri)
+    truncated = tmp_path / "truncated.parquet"
+    truncated.write_bytes(source.read_bytes()[:4096])
+    monkeypatch.setenv("ESTEIRA_DATA__SOURCE_URI", str(truncated))
+    monkeypatch.setenv("ESTEIRA_STORAGE__ROOT", str(tmp_path / "store"))
+    monkeypatch.setenv("ESTEIRA_FEATURES__REPO_PATH", str(workspace / "feature_repo"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "training", "--out", str(tmp_path / "run")]) == 1
+    assert "not a readable Parquet file" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert set(summary["steps"]) == {"ingest"}  # nothing downstream ran
