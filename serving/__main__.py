@@ -144,13 +144,20 @@ def _inference_request(body: bytes) -> Any:
     """A V2 InferenceRequest from JSON bytes, or InvalidInput naming what is wrong."""
     import orjson
     from kserve.errors import InvalidInput
-    from kserve.protocol.rest.v2_datamodels import InferenceRequest
-    from pydantic import ValidationError
 
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"body: is not valid JSON ({exc})") from None
+    return _validated(data)
+
+
+def _validated(data: Any) -> Any:
+    """``data`` as a V2 InferenceRequest, or InvalidInput naming the first problem."""
+    from kserve.errors import InvalidInput
+    from kserve.protocol.rest.v2_datamodels import InferenceRequest
+    from pydantic import ValidationError
+
     try:
         return InferenceRequest.model_validate(data)
     except ValidationError as exc:
@@ -162,6 +169,39 @@ def _inference_request(body: bytes) -> Any:
         ) from None
 
 
+def _binary_inference_request(body: bytes, length: str, model_name: str) -> Any:
+    """A V2 request in the binary data extension (a JSON part of ``length`` bytes, then raw
+    tensor bytes), or InvalidInput: KServe's parser indexes the JSON part unchecked."""
+    import orjson
+    from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER as HEADER
+    from kserve.errors import InvalidInput
+    from kserve.protocol.infer_type import InferRequest
+
+    json_length = int(length) if length.strip().isdecimal() else -1
+    if not 0 < json_length <= len(body):
+        raise InvalidInput(
+            f"{HEADER}: {length[:40]!r} is not the length of the JSON part of this "
+            f"{len(body)}-byte body"
+        )
+    try:
+        head = orjson.loads(body[:json_length])
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"body: the JSON part is not valid JSON ({exc})") from None
+    if isinstance(head, dict) and isinstance(head.get("inputs"), list):
+        # binary inputs have no "data": validate everything else
+        inputs = [{"data": [], **i} if isinstance(i, dict) else i for i in head["inputs"]]
+        head = {**head, "inputs": inputs}
+    _validated(head)
+    try:
+        return InferRequest.from_bytes(body, json_length, model_name)
+    except InvalidInput:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
+        raise InvalidInput(
+            f"body: the binary tensor data does not match its description ({exc})"
+        ) from None
+
+
 def readiness_dataplane(registry: Any) -> Any:
     """KServe's DataPlane whose server readiness is every model's (with the reason)."""
     from kserve.protocol.dataplane import DataPlane
@@ -170,9 +210,12 @@ def readiness_dataplane(registry: Any) -> Any:
         def decode_inference_request(self, body: Any, headers: dict, model_name: str) -> Any:
             from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 
-            if isinstance(body, bytes) and INFERENCE_CONTENT_LENGTH_HEADER not in headers:
+            if isinstance(body, bytes):
                 # FastAPI hands over raw bytes when it did not parse an InferenceRequest
                 # (not JSON, or a content-type other than application/json)
+                length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
+                if length is not None:
+                    return _binary_inference_request(body, length, model_name)
                 body = _inference_request(body)
             return super().decode_inference_request(body, headers, model_name)
 

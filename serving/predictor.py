@@ -72,6 +72,7 @@ PASSTHROUGH_PARAMETERS = ("binary_data_output", "content_type", "headers")
 FLOAT_TYPES = ("FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32",
                "UINT16", "UINT8")  # fmt: skip
 INT_TYPES = ("INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class ModelLoadFailed(ModelNotReady):
@@ -125,6 +126,23 @@ def _bad(where: str, expected: str, value: Any) -> InvalidInput:
     return InvalidInput(f"{where}: expected {expected}, got {type(value).__name__} {shown}")
 
 
+def _utf8(value: str, where: str) -> str:
+    """``value`` if it can be encoded (JSON escapes can carry lone surrogates, which the
+    prediction log could never write)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(where, "valid Unicode text (no lone surrogates)", value) from None
+    return value
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def convert_column(values: list[Any], kind: str, where: Callable[[int], str]) -> np.ndarray:
     """Values of one feature as the array the model takes; InvalidInput naming ``where(row)``."""
     if kind == "category":
@@ -134,15 +152,17 @@ def convert_column(values: list[Any], kind: str, where: Callable[[int], str]) ->
                 v = v.decode("utf-8", errors="replace")
             if not isinstance(v, str):
                 raise _bad(where(i), "a string (categorical feature)", v)
-            out.append(v)
+            out.append(_utf8(v, where(i)))
         return np.array(out, dtype=object)
     for i, v in enumerate(values):
         if type(v) not in (int, float) and not isinstance(v, np.integer | np.floating):
             raise _bad(where(i), "a number", v)
-        if not math.isfinite(v):
-            raise InvalidInput(f"{where(i)}: must be a finite number, got {v}")
+        if not _finite(v):
+            raise InvalidInput(f"{where(i)}: must be a finite number, got {str(v)[:40]}")
         if kind == "int" and not float(v).is_integer():
             raise _bad(where(i), "an integer", v)
+        if kind == "int" and not INT64_MIN <= v <= INT64_MAX:
+            raise _bad(where(i), "a 64-bit integer", v)
     return np.array(values, dtype="int64" if kind == "int" else "float64")
 
 
@@ -220,6 +240,8 @@ def _machine_ids(value: Any, rows: int, where: str) -> list[int]:
         raise _bad(where, "integers (a list, one int, or a comma-separated string)", value)
     if len(ids) != rows:
         raise InvalidInput(f"{where}: has {len(ids)} ids for {rows} rows; send one per row")
+    if not all(INT64_MIN <= i <= INT64_MAX for i in ids):  # the log stores them as int64
+        raise _bad(where, "64-bit integers", value)
     return ids
 
 
@@ -332,7 +354,7 @@ def parse_v2(request: InferRequest, schema: FeatureSchema, max_batch: int) -> Pa
     params = _parse_parameters(request.parameters, rows or 0, "parameters")
     parsed = Parsed(columns, rows or 0, **params)
     if request.id:
-        parsed.request_id = str(request.id)
+        parsed.request_id = _utf8(str(request.id), "id")
     return parsed
 
 

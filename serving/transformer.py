@@ -45,6 +45,7 @@ from esteira.errors import EsteiraError
 log = logging.getLogger(__name__)
 
 ENTITY = "machine_id"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class ServingError(GrpcException):
@@ -95,8 +96,12 @@ def _json_body(body: Any) -> Any:
 def _number(value: Any, where: str) -> float:
     if type(value) not in (int, float):
         raise InvalidInput(f"{where}: expected a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value):
-        raise InvalidInput(f"{where}: must be a finite number, got {value}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
+        raise InvalidInput(f"{where}: must be a finite number, got {str(value)[:40]}")
     return float(value)
 
 
@@ -105,6 +110,8 @@ def _machine_id(value: Any, where: str) -> int:
         value = int(value)
     if type(value) is not int:
         raise InvalidInput(f"{where}: expected an integer machine id, got {value!r}")
+    if not INT64_MIN <= value <= INT64_MAX:  # Feast entity keys are INT64
+        raise InvalidInput(f"{where}: machine id {value} is out of the 64-bit integer range")
     return value
 
 
