@@ -130,3 +130,17 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def kserve_schemas() -> Path:
+    """KServe's CRD schemas (shared/ beside the repo in CI, or $ESTEIRA_KSERVE_SCHEMAS)."""
+    from esteira.manifests import kserve_schema_dir
+
+    path = kserve_schema_dir()
+    if not (path / "inferenceservice_v1beta1.json").is_file():
+        message = f"KServe CRD schemas not found in {path}; set ESTEIRA_KSERVE_SCHEMAS"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

@@ -92,6 +92,7 @@ def test_labels_and_annotations_trace_the_version() -> None:
     assert meta["annotations"]["esteira.io/model-uri"] == URI
 
 
+@pytest.mark.usefixtures("kserve_schemas")
 def test_settings_flow_into_the_spec() -> None:
     s = settings(
         namespace="ml",
@@ -120,6 +121,7 @@ def test_canary_zero_is_kept() -> None:
     )
 
 
+@pytest.mark.usefixtures("kserve_schemas")
 def test_transformer_when_enabled() -> None:
     obj = build(settings(transformer=True))
     transformer = obj["spec"]["transformer"]
@@ -136,10 +138,12 @@ def test_transformer_when_enabled() -> None:
 
 
 @pytest.mark.parametrize("kserve", [{}, {"transformer": True, "canary_traffic_percent": 10}])
+@pytest.mark.usefixtures("kserve_schemas")
 def test_validates_against_the_kserve_crd_schema(kserve: dict[str, Any]) -> None:
     assert schema_errors(build(settings(**kserve))) == []
 
 
+@pytest.mark.usefixtures("kserve_schemas")
 def test_schema_check_catches_a_broken_object() -> None:
     obj = build()
     obj["spec"]["predictor"]["model"]["modelFormat"]["flavour"] = "x"
@@ -169,6 +173,7 @@ def no_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
 
 
+@pytest.mark.usefixtures("kserve_schemas")
 def test_manifest_only_writes_loadable_yaml(no_cluster: None, tmp_path: Path) -> None:
     result = deploy(settings(), version(), tmp_path / "deploy")  # cluster=None: detected
     assert (result.mode, result.ready, result.version) == ("manifest-only", False, 3)

@@ -72,6 +72,7 @@ def test_both_overlays_exist() -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.usefixtures("kserve_schemas")
 def test_every_object_validates(rendered: dict[str, list[Obj]], overlay: str) -> None:
     assert m.validate_objects(rendered[overlay]) == []
 
@@ -151,6 +152,7 @@ BROKEN_ISVCS = {
 
 
 @pytest.mark.parametrize("case", BROKEN_ISVCS)
+@pytest.mark.usefixtures("kserve_schemas")
 def test_validate_inferenceservice_reports_broken_objects(
     rendered: dict[str, list[Obj]], case: str
 ) -> None:
@@ -162,6 +164,7 @@ def test_validate_inferenceservice_reports_broken_objects(
     assert any(expected in e for e in errors), errors
 
 
+@pytest.mark.usefixtures("kserve_schemas")
 def test_validate_inferenceservice_accepts_the_rendered_isvc(
     rendered: dict[str, list[Obj]],
 ) -> None:
@@ -384,6 +387,7 @@ def test_pipeline_rbac_is_minimal(rendered: dict[str, list[Obj]], overlay: str) 
 # ---- the command ----------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("kserve_schemas")
 def test_command_renders_validates_and_prints_a_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -393,6 +397,7 @@ def test_command_renders_validates_and_prints_a_table(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["local.yaml", "production.yaml"]
 
 
+@pytest.mark.usefixtures("kserve_schemas")
 def test_command_exits_non_zero_with_the_violations(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
