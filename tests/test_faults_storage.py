@@ -36,7 +36,9 @@ class StopsAfterModelUpload(S3Storage):
         return created
 
 
-def test_endpoint_stopped_mid_registration_leaves_no_partial_version_and_loses_nothing(s3_server, s3_settings):
+def test_endpoint_stopped_mid_registration_leaves_no_partial_version_and_loses_nothing(
+    s3_server, s3_settings
+):
     registry = Registry(S3Storage(s3_settings), "machine-failure")
     v1 = registry.register(FILES, {"metrics": {"roc_auc": 0.9}})
     registry.set_alias("production", v1.version, "first")

@@ -32,7 +32,12 @@ def scan_tree(root: Path) -> list[str]:
 def test_no_credential_leaves_the_process(tmp_path, s3_settings, capfd):
     settings = small_workspace(
         tmp_path,
-        storage={"kind": "s3", "endpoint": s3_settings.endpoint, "bucket": s3_settings.bucket, "retries": 1},
+        storage={
+            "kind": "s3",
+            "endpoint": s3_settings.endpoint,
+            "bucket": s3_settings.bucket,
+            "retries": 1,
+        },
         features={"offline_store": "s3"},
     )
     summary = run_training(settings, tmp_path / "run", root=tmp_path / "outputs")

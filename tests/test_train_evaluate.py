@@ -43,7 +43,9 @@ def training_frame() -> tuple[pd.DataFrame, list[str]]:
 @pytest.fixture(scope="module")
 def trained(training_frame):
     frame, features = training_frame
-    return train_model(frame, features, "fails_24h", ModelSettings(hyperparameters=FAST), purge_hours=24)
+    return train_model(
+        frame, features, "fails_24h", ModelSettings(hyperparameters=FAST), purge_hours=24
+    )
 
 
 def test_time_split_never_trains_on_the_future():

@@ -31,7 +31,15 @@ def test_a_passing_model_is_registered_promoted_and_loadable(passing):
     settings, summary = passing
     assert summary["status"] == "ok" and summary["gate_passed"] is True
     assert {"pipeline", "status", "steps", "metrics", "gate_passed", "model_uri"} <= set(summary)
-    assert set(summary["steps"]) >= {"ingest", "validate", "train", "evaluate", "gate", "register", "deploy"}
+    assert set(summary["steps"]) >= {
+        "ingest",
+        "validate",
+        "train",
+        "evaluate",
+        "gate",
+        "register",
+        "deploy",
+    }
     assert 0.6 <= summary["metrics"]["roc_auc"] <= 1.0
     model_dir = Path(summary["model_uri"])
     assert [p.name for p in model_dir.glob("*.joblib")] == ["model.joblib"]
@@ -39,13 +47,22 @@ def test_a_passing_model_is_registered_promoted_and_loadable(passing):
     meta = json.loads((model_dir / "metadata.json").read_text())
     frame = pd.read_parquet(settings.data.source_uri).head(1)
     assert meta["data_hash"] == summary["data"]["content_hash"]
-    for key in ("feature_definitions_hash", "code_version", "pipeline_run_id", "library_versions", "parameters"):
+    for key in (
+        "feature_definitions_hash",
+        "code_version",
+        "pipeline_run_id",
+        "library_versions",
+        "parameters",
+    ):
         assert meta[key], key
     row = pd.DataFrame([{f: 0.0 for f in meta["feature_names"]}]).assign(model=frame.model[0])
     assert model.predict_proba(row[meta["feature_names"]]).shape == (1, 2)
     assert summary["registry"] == {
         **summary["registry"],
-        "model": "machine-failure", "version": 1, "promoted": True, "production_version": 1,
+        "model": "machine-failure",
+        "version": 1,
+        "promoted": True,
+        "production_version": 1,
     }
     assert summary["features"]["feature_service"] == "machine_failure"
     assert summary["features"]["training_rows"] > 0 and summary["features"]["dropped_by_ttl"] >= 0
@@ -66,7 +83,9 @@ def test_online_store_is_materialized(passing):
 
 def test_an_impossible_gate_saves_nothing(passing, workspace):
     settings, _ = passing
-    strict = settings.model_copy(update={"gate": settings.gate.model_copy(update={"thresholds": {"roc_auc": 0.999}})})
+    strict = settings.model_copy(
+        update={"gate": settings.gate.model_copy(update={"thresholds": {"roc_auc": 0.999}})}
+    )
     summary = run_training(strict, workspace / "run-strict", root=workspace / "outputs")
     assert summary["status"] == "ok" and summary["gate_passed"] is False
     assert summary["model_uri"] is None and "registry" not in summary
@@ -77,7 +96,9 @@ def test_an_impossible_gate_saves_nothing(passing, workspace):
 
 def test_a_missing_column_stops_the_run_with_its_name(workspace, tmp_path, monkeypatch, capsys):
     broken = tmp_path / "broken.parquet"
-    pd.read_parquet(small_workspace(workspace).data.source_uri).drop(columns=["vibration"]).to_parquet(broken)
+    pd.read_parquet(small_workspace(workspace).data.source_uri).drop(
+        columns=["vibration"]
+    ).to_parquet(broken)
     monkeypatch.setenv("ESTEIRA_DATA__SOURCE_URI", str(broken))
     monkeypatch.setenv("ESTEIRA_STORAGE__ROOT", str(tmp_path / "store"))
     monkeypatch.setenv("ESTEIRA_FEATURES__REPO_PATH", str(workspace / "feature_repo"))
