@@ -7,6 +7,7 @@ ESTEIRA := .venv/bin/esteira
 UV      := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 CONFIG  ?=
 CFG     := $(if $(CONFIG),--config $(CONFIG),)
+PERIOD  ?= drifted
 
 .PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load feast-serve clean
 
@@ -57,8 +58,8 @@ feast-serve: setup ## start `feast serve` on 127.0.0.1 for feature_repo/
 bench: setup deps ## benchmarks (never tests): results in dist/bench/
 	@$(PY) -m bench
 
-monitor: setup ## run the monitoring pipeline over the prediction log
-	@$(ESTEIRA) $(CFG) monitor
+monitor: setup ## monitoring over the prediction log (PERIOD=drifted or stable)
+	@$(ESTEIRA) $(CFG) monitor --period $(PERIOD)
 
 fuzz: setup deps ## full fuzz run against predictor and transformer: dist/fuzz/summary.json
 	@$(PY) -m bench.fuzz

@@ -29,6 +29,46 @@ def scan_tree(root: Path) -> list[str]:
     return hits
 
 
+def serve_and_predict(settings, tmp_path: Path) -> None:
+    """The predictor reads the S3 registry and writes the prediction log there; its log is kept."""
+    import httpx
+    import yaml
+
+    from tests.conftest import free_port
+    from tests.serving_fixtures import ServerProcess
+
+    config = tmp_path / "serving.yaml"
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_none=True)))
+    port = free_port()
+    server = ServerProcess(
+        "predictor",
+        ["--config", str(config), "--http-port", str(port), "--grpc-port", "0"],
+        tmp_path / "logs" / "predictor.log",
+    ).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        server.wait_http(f"{url}/v2/health/ready", timeout=120)
+        meta = httpx.get(f"{url}/v2/models/{settings.model.name}").json()
+        row = {
+            i["name"]: (["model1"] if i["datatype"] == "BYTES" else [1.0]) for i in meta["inputs"]
+        }
+        inputs = [
+            {"name": n, "shape": [1], "datatype": i["datatype"], "data": row[n]}
+            for n, i in zip(row, meta["inputs"], strict=True)
+        ]
+        answer = httpx.post(
+            f"{url}/v2/models/{settings.model.name}/infer", json={"inputs": inputs}, timeout=10
+        )
+        assert answer.status_code == 200, answer.text
+        bad = httpx.post(
+            f"{url}/v2/models/{settings.model.name}/infer", json={"inputs": []}, timeout=10
+        )
+        assert bad.status_code == 400  # an error message is scanned too
+    finally:
+        assert server.stop() == 0  # a clean stop flushes the prediction log
+    assert open_storage(settings.storage).list(f"predictions/{settings.model.name}")
+
+
 def test_no_credential_leaves_the_process(tmp_path, s3_settings, capfd):
     settings = small_workspace(
         tmp_path,
@@ -44,6 +84,7 @@ def test_no_credential_leaves_the_process(tmp_path, s3_settings, capfd):
     assert summary["status"] == "ok", summary.get("error")
     assert summary["model_uri"].startswith(f"s3://{s3_settings.bucket}/models/machine-failure/v1")
 
+    serve_and_predict(settings, tmp_path)
     for name in ("training",):
         compile_pipeline(name, settings, tmp_path / "compiled")
     from esteira.manifests import render_all
@@ -53,7 +94,7 @@ def test_no_credential_leaves_the_process(tmp_path, s3_settings, capfd):
     store = open_storage(settings.storage)
     objects = tmp_path / "s3-objects"
     for key in store.list(""):
-        if key.endswith((".json", ".yaml")):
+        if key.endswith((".json", ".yaml", ".parquet")):
             (objects / key).parent.mkdir(parents=True, exist_ok=True)
             (objects / key).write_bytes(store.get_bytes(key))
     assert any(objects.rglob("metadata.json"))

@@ -1,0 +1,59 @@
+"""Batch prediction: new raw data -> validated -> Feast features -> production model -> Parquet + log.
+
+load-data -> validate -> batch-features (publish the new feature rows, apply,
+point-in-time retrieval for the entity rows) -> batch-predict (chunked scoring,
+``batch_predictions/<model>/<run>.parquet``, prediction log with source=batch)
+"""
+
+# No `from __future__ import annotations`: KFP reads the real annotation objects.
+from kfp import dsl
+
+from components import monitoring_ops as mops
+from components import ops
+from components.batch_predict import DEFAULT_CHUNK_ROWS
+from esteira.config import Settings
+from pipelines.common import default_config, with_credentials
+
+NAME = "batch_prediction"
+
+
+def build(settings: Settings):
+    """The pipeline, with the given settings as its default ``config``."""
+
+    defaults = default_config(settings)
+
+    @dsl.pipeline(name="esteira-batch-prediction", description=__doc__.splitlines()[0])
+    def pipeline(
+        data_uri: str,
+        config: str = defaults,
+        entities_uri: str = "",
+        history_uri: str = "",
+        every_hours: int = 0,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ):
+        """``data_uri``: the new raw data. ``entities_uri``: optional file of entity rows
+        (default: one row per machine every ``every_hours``, 0 = features.sample_every_hours).
+        ``history_uri``: raw data before it for the windows' warm-up (default: the data the
+        production model was trained on)."""
+
+        def step(task):
+            return with_credentials(task, settings)
+
+        load = step(mops.load_data(config=config, uri=data_uri))
+        checked = step(ops.validate(config=config, dataset=load.outputs["dataset"]))
+        features = step(
+            mops.batch_features(
+                config=config,
+                data=load.outputs["dataset"],
+                entities_uri=entities_uri,
+                history_uri=history_uri,
+                every_hours=every_hours,
+            )
+        ).after(checked)
+        step(
+            mops.batch_predict(
+                config=config, features=features.outputs["features"], chunk_rows=chunk_rows
+            )
+        )
+
+    return pipeline
