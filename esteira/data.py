@@ -62,8 +62,8 @@ class FleetSpec:
 
 
 def _event_hours(rng: np.random.Generator, hours: int, per_year: float, min_gap: int) -> list[int]:
-    """Poisson arrivals with a minimum gap, away from the first week of data."""
-    events, t = [], 168
+    """Poisson arrivals with a minimum gap between events, none in the first week of data."""
+    events, t = [], 168 - min_gap
     while True:
         t += min_gap + int(rng.exponential(8760 / max(per_year, 1e-9)))
         if t >= hours:

@@ -69,8 +69,15 @@ def task_outputs(run_dir: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+ERRORS = "errors"  # where failing tasks leave their message, next to the run directories
+
+
 def _latest_run_dir(root: Path, before: set[Path]) -> Path | None:
-    runs = [p for p in root.iterdir() if p.is_dir() and p not in before] if root.exists() else []
+    runs = (
+        [p for p in root.iterdir() if p.is_dir() and p not in before and p.name != ERRORS]
+        if root.exists()
+        else []
+    )
     return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
 
 
@@ -99,7 +106,7 @@ def run_pipeline(
 
     settings = settings.resolved()
     root = Path(root).resolve()
-    errors_dir = root / "errors"
+    errors_dir = root / ERRORS
     shutil.rmtree(errors_dir, ignore_errors=True)
     before = set(root.iterdir()) if root.exists() else set()
     pipeline = load_pipeline(name, settings)

@@ -74,22 +74,6 @@ def generate_period(settings: Settings, period: str, days: int, out_dir: str | P
     return path
 
 
-def _fix_run_dir(run: Any, root: str | Path, pipeline_name: str) -> Any:
-    """Point a failed run at its own directory, not at ``<root>/errors``.
-
-    ``local_run`` takes the newest directory under the root as the run's, and a failing
-    task writes ``errors/`` last; the tasks that did run still have their outputs.
-    """
-    from esteira.local_run import task_outputs
-
-    if run.run_dir and Path(run.run_dir).name != "errors":
-        return run
-    runs = sorted(resolve_path(root).glob(f"{pipeline_name}-*"), key=lambda p: p.stat().st_mtime)
-    if runs:
-        run.run_dir, run.outputs = str(runs[-1]), task_outputs(runs[-1])
-    return run
-
-
 def _outputs(run: Any, task: str) -> tuple[dict[str, Any], dict[str, Any]]:
     found = run.outputs.get(task, {})
     return found.get("parameters", {}), found.get("artifacts", {})
@@ -167,7 +151,7 @@ def run_monitor(
     start, end = period_window(settings, days)
     batch = run_pipeline("batch_prediction", settings, {"data_uri": str(data)}, root=root)
     raise_if_failed(batch)
-    batch = _fix_run_dir(batch, root, "esteira-batch-prediction")
+    batch = batch
     arguments = {
         "labels_uri": str(data),
         "start": start.isoformat(),
@@ -175,7 +159,7 @@ def run_monitor(
         "retrain_mode": retrain_mode,
     }
     monitoring = run_pipeline("monitoring", settings, arguments, root=root)
-    monitoring = _fix_run_dir(monitoring, root, "esteira-monitoring")
+    monitoring = monitoring
     summary = {"period": period, "window": {"start": start, "end": end}}
     summary |= summarize_monitoring(batch, monitoring, out)
     write_summary(summary, out)
