@@ -608,19 +608,9 @@ class Server(ServerProcess):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
 
-    def start(self) -> Server:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serving", self.role, *self.args],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,  # started before any sender thread exists
-        )
-        return self
+    def popen_options(self) -> dict[str, Any]:
+        # started before any sender thread exists, so preexec_fn is safe here
+        return {"start_new_session": True, "preexec_fn": _die_with_parent}
 
     @property
     def alive(self) -> bool:

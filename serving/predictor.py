@@ -166,7 +166,7 @@ def convert_column(values: list[Any], kind: str, where: Callable[[int], str]) ->
     return np.array(values, dtype="int64" if kind == "int" else "float64")
 
 
-def _json_body(body: Any) -> Any:
+def json_body(body: Any) -> Any:
     """A V1 body that KServe left as bytes (content-type not JSON) parsed as JSON."""
     if isinstance(body, bytes | str):
         try:
@@ -257,7 +257,7 @@ def _timestamp(value: Any, where: str) -> str:
 
 def parse_v1(body: Any, schema: FeatureSchema, max_batch: int) -> Parsed:
     """Validate a V1 body into feature arrays (InvalidInput names the field)."""
-    body = _json_body(body)
+    body = json_body(body)
     if not isinstance(body, dict):
         raise _bad("body", 'a JSON object {"instances": [...]}', body)
     unknown = [k for k in body if k not in V1_KEYS]

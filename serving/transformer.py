@@ -41,6 +41,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from esteira.config import Settings
 from esteira.errors import EsteiraError
+from serving.predictor import json_body
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +83,6 @@ def gateway_timeout(message: str) -> ServingError:
     return ServingError(504, grpc.StatusCode.DEADLINE_EXCEEDED, message)
 
 
-def _json_body(body: Any) -> Any:
-    """A V1 body that KServe left as bytes (content-type not JSON) parsed as JSON."""
-    if isinstance(body, bytes | str):
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInput(f"body: is not valid JSON ({exc})") from None
-    return body
-
-
 # ---- request parsing -----------------------------------------------------------------
 def _number(value: Any, where: str) -> float:
     if type(value) not in (int, float):
@@ -128,7 +119,7 @@ def parse_v1(
     body: Any, fields: list[str], max_batch: int
 ) -> tuple[list[int], dict[str, list[float]]]:
     """``{"instances": [{machine_id, <request fields>}]}`` -> (ids, request values)."""
-    body = _json_body(body)
+    body = json_body(body)
     if not isinstance(body, dict):
         raise InvalidInput('body: expected a JSON object {"instances": [...]}')
     extra = [k for k in body if k != "instances"]

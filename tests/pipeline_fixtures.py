@@ -8,15 +8,15 @@ from pathlib import Path
 from esteira.config import ROOT, Settings
 from esteira.data import generate_fleet, write_fleet
 
-REPO_FILES = ("dataset.yaml", "definitions.py", "feature_store.yaml")
-
 
 def copy_feature_repo(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in REPO_FILES:
-        shutil.copy(ROOT / "feature_repo" / name, dest / name)
-    if (ROOT / "feature_repo" / "variants").exists():
-        shutil.copytree(ROOT / "feature_repo" / "variants", dest / "variants", dirs_exist_ok=True)
+    """The feature repository's definitions in ``dest``, without any data of the real one."""
+    shutil.copytree(
+        ROOT / "feature_repo",
+        dest,
+        ignore=shutil.ignore_patterns("data", "__pycache__", "*.db"),
+        dirs_exist_ok=True,
+    )
     return dest
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import joblib
 import numpy as np
 import pandas as pd
 import yaml
+
+from tests.pipeline_fixtures import copy_feature_repo
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "machine-failure"
@@ -59,16 +60,6 @@ class World:
             {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
             for row in part.to_dict(orient="records")
         ]
-
-
-def _copy_feature_repo(dest: Path) -> Path:
-    repo = dest / "feature_repo"
-    shutil.copytree(
-        ROOT / "feature_repo",
-        repo,
-        ignore=shutil.ignore_patterns("data", "__pycache__", "*.db"),
-    )
-    return repo
 
 
 def write_config(
@@ -143,7 +134,7 @@ def build_world(
     from esteira.storage import LocalStorage
 
     root.mkdir(parents=True, exist_ok=True)
-    repo = _copy_feature_repo(root)
+    repo = copy_feature_repo(root / "feature_repo")
     config_path = write_config(root, online_store=online_store, redis_connection=redis_connection)
     settings = load_settings(config_path)
     contract = load_contract(repo)
@@ -213,6 +204,10 @@ class ServerProcess:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
 
+    def popen_options(self) -> dict[str, Any]:
+        """Extra ``subprocess.Popen`` arguments (subclasses add process-group handling)."""
+        return {}
+
     def start(self) -> ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
@@ -222,6 +217,7 @@ class ServerProcess:
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            **self.popen_options(),
         )
         return self
 
