@@ -134,13 +134,12 @@ def drift_check(settings: Settings, current: pd.DataFrame) -> tuple[DriftReport,
 
 def drift_verdict(report: DriftReport) -> dict[str, Any]:
     """Whether the drift warrants retraining (see the module doc), with the reasons."""
-    significant = [f.feature for f in report.features if f.drifted and f.severity == "significant"]
     return {
-        "drift_detected": bool(report.dataset_drift or significant),
+        "drift_detected": report.drift_detected,
         "dataset_drift": bool(report.dataset_drift),
         "drift_share": float(report.drift_share),
         "drifted_features": report.drifted_features,
-        "significant_features": significant,
+        "significant_features": report.significant_features,
     }
 
 

@@ -271,6 +271,19 @@ class DriftReport:
     def drifted_features(self) -> list[str]:
         return [f.feature for f in self.features if f.drifted]
 
+    @property
+    def significant_features(self) -> list[str]:
+        return [f.feature for f in self.features if f.drifted and f.severity == "significant"]
+
+    @property
+    def drift_detected(self) -> bool:
+        """The verdict that matters: dataset drift, or any feature drifting significantly.
+
+        The share alone can miss a real shift: one recalibrated sensor moves a handful of
+        its derived features by a lot while the many others dilute the share.
+        """
+        return bool(self.dataset_drift or self.significant_features)
+
     def feature(self, name: str) -> FeatureDrift:
         for result in self.features:
             if result.feature == name:
@@ -279,7 +292,12 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe dict (NaN and infinities become ``None``)."""
-        return _json_safe(asdict(self) | {"drifted_features": self.drifted_features})
+        derived = {
+            "drifted_features": self.drifted_features,
+            "significant_features": self.significant_features,
+            "drift_detected": self.drift_detected,
+        }
+        return _json_safe(asdict(self) | derived)
 
 
 def _json_safe(value: Any) -> Any:

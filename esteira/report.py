@@ -263,11 +263,13 @@ def _page(title: str, body: Sequence[str]) -> str:
 def _verdict(report: DriftReport) -> str:
     n, drifted = len(report.features), len(report.drifted_features)
     threshold = report.thresholds.get("drift_share", float("nan"))
-    state = "Dataset drift detected" if report.dataset_drift else "No dataset drift"
+    significant = len(report.significant_features)
+    state = "Drift detected" if report.drift_detected else "No drift"
+    why = f"dataset drift: {'yes' if report.dataset_drift else 'no'} (threshold {_pct(threshold)})"
     return (
-        f'<div class="verdict {"bad" if report.dataset_drift else "good"}" id="verdict">'
-        f"{state}: {drifted} of {n} features drifted ({_pct(report.drift_share)}; "
-        f"threshold {_pct(threshold)})</div>"
+        f'<div class="verdict {"bad" if report.drift_detected else "good"}" id="verdict">'
+        f"{state}: {drifted} of {n} features drifted ({_pct(report.drift_share)}), "
+        f"{significant} significantly; {why}</div>"
     )
 
 

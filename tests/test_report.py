@@ -129,7 +129,20 @@ def test_verdict_at_top(report: DriftReport, page: tuple[str, Page]) -> None:
     assert report.dataset_drift
     verdict = text.index('id="verdict"')
     assert verdict < text.index('class="summary"') < text.index('<section class="feature"')
-    assert "Dataset drift detected" in text
+    assert "Drift detected" in text and "dataset drift: yes" in text
+
+
+def test_verdict_follows_significant_drift_below_the_share() -> None:
+    """One strongly shifted feature among many stable ones: drift, though not dataset drift."""
+    rng = np.random.default_rng(3)
+    ref = pd.DataFrame({f"f{i}": rng.normal(0, 1, 4000) for i in range(10)})
+    cur = pd.DataFrame({f"f{i}": rng.normal(0, 1, 4000) for i in range(10)})
+    cur["f0"] += 3.0
+    result = compare(ref, cur, MonitoringSettings())
+    assert result.drifted_features == ["f0"] and not result.dataset_drift
+    assert result.drift_detected and result.to_dict()["drift_detected"] is True
+    html = render_drift_html(result, "one feature")
+    assert 'class="verdict bad"' in html and "dataset drift: no" in html
 
 
 def test_fifty_features_render_fast() -> None:
