@@ -3,8 +3,8 @@
 Drift
     :func:`drift_check` compares the features of logged predictions with the
     ``reference.json`` profile the production version stored at registration
-    (``esteira.drift.compare``) and renders the HTML report. :func:`drift_verdict`
-    decides whether the drift warrants retraining: the dataset drifts (the share of
+    (``esteira.drift.compare``) and renders the HTML report. Drift warrants retraining
+    (``DriftReport.drift_detected``, reported by :func:`drift_verdict`) when the dataset drifts (the share of
     drifted features reaches ``monitoring.drift_share``) **or** at least one feature
     drifts with *significant* severity (PSI >= ``monitoring.psi_significant``, or JS
     distance >= ``esteira.drift.JS_SIGNIFICANT`` for categories). The share alone is
@@ -416,19 +416,16 @@ def retrain_local(settings: Settings, work_dir: str | Path) -> Retraining:
 
 def retrain_cluster(settings: Settings) -> Retraining:
     """Start a run of the training pipeline on Kubeflow (``kfp.host``, ``kfp.experiment``)."""
-    import kfp
-
-    from esteira.compile import compile_pipeline
     from esteira.config import settings_to_json
+    from esteira.submit import submit
 
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline("training", settings, tmp)
-        client = kfp.Client(host=settings.kfp.host)
-        run = client.create_run_from_pipeline_package(
-            str(package),
-            arguments={"config": settings_to_json(settings)},
+        run = submit(
+            "training",
+            settings,
+            {"config": settings_to_json(settings)},
+            out_dir=Path(tmp),
             run_name=f"retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}",
-            experiment_name=settings.kfp.experiment,
         )
     return Retraining("cluster", "submitted", settings.data.source_uri, run.run_id)
 
