@@ -281,12 +281,13 @@ def predict_frame(
     if missing:
         raise DataError("batch features", f"lack columns {missing}", "retrieve them through Feast")
     n = len(features)
-    X = features[model.feature_names]
+    # one copy of what the output keeps; the model's ColumnTransformer picks its own columns
+    out = features.loc[:, [entity, EVENT_TS, *model.feature_names]].reset_index(drop=True)
     scores = np.empty(n, dtype=np.float64)
     classification = model.task == "classification"
     started = time.perf_counter()
     for lo in range(0, n, max(1, chunk_rows)):
-        part = X.iloc[lo : lo + chunk_rows]
+        part = out.iloc[lo : lo + chunk_rows]
         hi = lo + len(part)
         if classification:
             scores[lo:hi] = model.model.predict_proba(part)[:, 1]
@@ -297,21 +298,21 @@ def predict_frame(
             progress(
                 f"[batch] scored {hi}/{n} rows ({100 * hi / max(n, 1):.0f}%, {rate:,.0f} rows/s)"
             )
-    meta = pd.DataFrame(
-        {
-            "request_id": np.char.add(f"{run_id}-", np.arange(n).astype("U")).astype(object),
-            "served_at": pd.Series(pd.Timestamp(served_at or datetime.now(UTC)), index=range(n)),
-            "model_name": model.name,
-            "model_version": np.full(n, model.version, dtype=np.int64),
-            "source": SOURCE,
-        }
-    )
+    meta = {
+        "request_id": np.char.add(f"{run_id}-", np.arange(n).astype("U")).astype(object),
+        "served_at": pd.Timestamp(served_at or datetime.now(UTC)),
+        "model_name": model.name,
+        "model_version": np.int64(model.version),
+        "source": SOURCE,
+    }
+    for position, (name, values) in enumerate(meta.items()):
+        out.insert(position, name, values)
     if classification:
-        scored = {"prediction": (scores >= model.threshold).astype(np.int64), "probability": scores}
+        out["prediction"] = (scores >= model.threshold).astype(np.int64)
+        out["probability"] = scores
     else:
-        scored = {"prediction": scores, "probability": np.full(n, np.nan)}
-    kept = features[[entity, EVENT_TS, *model.feature_names]].reset_index(drop=True)
-    out = pd.concat([meta, kept, pd.DataFrame(scored)], axis=1)
+        out["prediction"] = scores
+        out["probability"] = np.nan
     return out
 
 

@@ -133,14 +133,15 @@ def train(
 ):
     """Fit the configured scikit-learn Pipeline on the past; keep the future as hold-out."""
     import os
+    from pathlib import Path
 
-    import joblib
     import pandas as pd
 
     from components.train import train_model
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
     from esteira.kfp_support import guarded, write_json
+    from esteira.safe_load import dump_model
 
     with guarded("train"):
         settings = settings_from_json(config)
@@ -155,7 +156,7 @@ def train(
             purge_hours=contract.label.horizon_hours,
         )
         os.makedirs(model.path, exist_ok=True)
-        joblib.dump(result.model, os.path.join(model.path, "model.joblib"))
+        Path(model.path, "model.joblib").write_bytes(dump_model(result.model))
         info = {
             "feature_names": result.feature_names,
             "categorical": result.categorical,

@@ -20,6 +20,10 @@ logistic regression / ridge, with the ColumnTransformer and OneHotEncoder):
 ``builtins.slice`` is the only builtin they need. joblib routes the nested
 pickles of object arrays through the same ``find_class``, so they are checked too.
 
+Saving goes through :func:`dump_model`: Feast imports ``dill``, which extends the
+pure-Python pickler joblib uses, so a plain ``joblib.dump`` in a process that has
+imported Feast can write ``dill`` types no allowlist (ours or KServe's) accepts.
+
 Anything else (``os.system``, ``builtins.eval``, ``subprocess.Popen``, a numpy
 test helper) stops the load *before* the object is imported, with an
 :class:`UnsafeModelError` that names it. A truncated or corrupt file gives a
@@ -199,3 +203,34 @@ def load_model(path_or_bytes: str | os.PathLike[str] | bytes) -> Any:
 def _short(exc: BaseException, limit: int = 200) -> str:
     text = str(exc) or "no detail"
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def dump_model(model: Any) -> bytes:
+    """``model`` as joblib bytes that :func:`load_model` and KServe's sklearn runtime accept.
+
+    joblib's pickler copies the pure-Python pickler's dispatch table when joblib is
+    imported; if ``dill`` was imported first (Feast does), that table holds dill's
+    reducers in place of some standard ones. This pickler uses the standard table
+    (dill's reducers removed, the entries they replaced put back from dill's copy),
+    whatever the import order.
+    """
+    import pickle
+    import sys
+
+    from joblib.numpy_pickle import NumpyPickler
+
+    standard = {
+        kind: reducer
+        for kind, reducer in pickle._Pickler.dispatch.items()
+        if not getattr(reducer, "__module__", "").startswith("dill")
+    }
+    dill = sys.modules.get("dill._dill")
+    if dill is not None:
+        standard.update(dill.pickle_dispatch_copy)
+
+    class PlainPickler(NumpyPickler):
+        dispatch = dict(standard)
+
+    buf = io.BytesIO()
+    PlainPickler(buf).dump(model)
+    return buf.getvalue()

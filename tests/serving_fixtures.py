@@ -12,7 +12,6 @@ ports, waits until it answers, and stops it.
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -23,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import joblib
 import numpy as np
 import pandas as pd
 import yaml
 
+from esteira.safe_load import dump_model
 from tests.pipeline_fixtures import copy_feature_repo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,11 +148,10 @@ def build_world(
     label = contract.label.name
 
     model = _train(frame, features, label, settings)
-    buf = io.BytesIO()
-    joblib.dump(model, buf)
+    model_bytes = dump_model(model)  # this process imported Feast (and so dill)
     registry = Registry(LocalStorage(settings.storage.root), settings.model.name)
     version = registry.register(
-        {MODEL_FILE: buf.getvalue(), "reference.json": b"{}"},
+        {MODEL_FILE: model_bytes, "reference.json": b"{}"},
         _metadata(frame, features, label, model),
     )
     registry.set_alias("production", version.version)

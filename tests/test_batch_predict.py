@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from esteira.config import (
     StorageSettings,
 )
 from esteira.data import generate_fleet, write_fleet
+from esteira.safe_load import dump_model, load_model
 
 MACHINES, DAYS, PERIOD_DAYS = 40, 200, 14
 REPO_FILES = ("dataset.yaml", "definitions.py", "feature_store.yaml")
@@ -76,9 +76,7 @@ def train_production(settings: Settings) -> pd.DataFrame:
     )  # fmt: skip
     model_dir = Path(settings.storage.root).parent / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
-    # Plain pickle: importing Feast imports dill, which extends the Python pickler joblib
-    # subclasses, so a joblib.dump in this process would reference dill types.
-    (model_dir / "model.joblib").write_bytes(pickle.dumps(fitted.model, protocol=4))
+    (model_dir / "model.joblib").write_bytes(dump_model(fitted.model))  # Feast (dill) is loaded
     info = {
         "feature_names": fitted.feature_names, "categorical": fitted.categorical, "label": label,
         "task": settings.model.task, "family": settings.model.family,
@@ -144,7 +142,7 @@ def _in_process_model(settings: Settings):
 
     registry = registry_for(settings)
     version = registry.get("production")
-    return version, pickle.loads(registry.read_file(version.version, "model.joblib"))
+    return version, load_model(registry.read_file(version.version, "model.joblib"))
 
 
 def test_batch_predictions_equal_the_in_process_model(fleet: Trained) -> None:

@@ -143,3 +143,38 @@ def test_corrupt_file_gives_a_clear_error(trained, mangle, expected: str) -> Non
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CorruptModelError, match="no file at"):
         load_model(tmp_path / "absent.joblib")
+
+
+DUMP_AFTER_FEAST = """
+import sys
+import feast  # imports dill before joblib, as the pipeline's Feast steps do
+import joblib
+import pandas as pd
+from components.train import build_pipeline
+from esteira.config import ModelSettings
+from esteira.safe_load import dump_model
+
+X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "kind": ["x", "y", "x", "y"]})
+model = build_pipeline(ModelSettings(family="logistic_regression"), ["a"], ["kind"]).fit(X, [0, 0, 1, 1])
+joblib.dump(model, sys.argv[1])
+open(sys.argv[2], "wb").write(dump_model(model))
+"""
+
+
+def test_models_dumped_after_feast_is_imported_still_load(tmp_path):
+    """Feast imports dill, whose reducers end up in joblib's pickler; dump_model avoids them."""
+    import subprocess
+    import sys
+
+    from esteira.safe_load import UnsafeModelError, dump_model
+
+    plain, ours = tmp_path / "plain.joblib", tmp_path / "ours.joblib"
+    subprocess.run(
+        [sys.executable, "-c", DUMP_AFTER_FEAST, str(plain), str(ours)], check=True, timeout=120
+    )
+    with pytest.raises(UnsafeModelError, match="dill"):
+        load_model(plain.read_bytes())  # the trap
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "kind": ["x", "y", "x", "y"]})
+    assert load_model(ours.read_bytes()).predict(X).tolist() == [0, 0, 1, 1]
+    model = load_model(ours.read_bytes())
+    assert load_model(dump_model(model)).predict(X).tolist() == [0, 0, 1, 1]
