@@ -73,7 +73,7 @@ def main() -> int:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "python": platform.python_version(),
-        "load": os.getloadavg()[0],
+        "load": round(os.getloadavg()[0], 2),
     }
     ensure_production_model()
     results: dict[str, Any] = {}
