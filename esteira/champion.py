@@ -108,14 +108,18 @@ def _reason(
     """One human sentence, e.g. 'challenger roc_auc 0.912 beats champion 0.903 by 0.009 (min 0.000)'."""
     better = "" if gate.direction == "maximize" else "lower is better, "
     limits = f"({better}min {gate.min_improvement:.3f})"
+    # enough digits that a small margin never reads as "0.903 beats 0.903 by 0.000"
+    digits = (
+        3
+        if improvement == 0 or abs(improvement) >= 5e-4
+        else 1 - math.floor(math.log10(abs(improvement)))
+    )
+    a, b = f"{challenger:.{digits}f}", f"{champion:.{digits}f}"
     if promote:
-        return (
-            f"challenger {metric} {challenger:.3f} beats champion {champion:.3f} "
-            f"by {improvement:.3f} {limits}"
-        )
+        return f"challenger {metric} {a} beats champion {b} by {improvement:.{digits}f} {limits}"
     return (
-        f"challenger {metric} {challenger:.3f} does not beat champion {champion:.3f} "
-        f"(improvement {improvement:+.3f}, {better}min {gate.min_improvement:.3f})"
+        f"challenger {metric} {a} does not beat champion {b} "
+        f"(improvement {improvement:+.{digits}f}, {better}min {gate.min_improvement:.3f})"
     )
 
 

@@ -103,3 +103,9 @@ def test_evaluate_champion_on_the_challengers_holdout(tmp_path: Path) -> None:
     metrics = evaluate_champion_on(X[100:], y[100:], registry, _auc)
     assert metrics is not None and metrics["roc_auc"] > 0.9  # measured now, not the stored 0.5
     assert decide({"roc_auc": 0.8}, metrics, gate()).winner == "champion"
+
+
+def test_a_small_margin_is_shown_with_enough_digits() -> None:
+    decision = decide({"roc_auc": 0.83712}, {"roc_auc": 0.83705}, GateSettings())
+    assert decision.promote
+    assert decision.reason.startswith("challenger roc_auc 0.837120 beats champion 0.837050 by 0.000070")
