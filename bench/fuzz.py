@@ -37,7 +37,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -54,6 +53,8 @@ from urllib.parse import quote
 import httpx
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
+
+from esteira.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -586,12 +587,6 @@ def cases(draw: st.DrawFn, schema: Schema) -> Case:
 
 
 # ---- servers ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Linux: SIGTERM this child when the process that started it dies (even by SIGKILL)."""
     with contextlib.suppress(Exception):

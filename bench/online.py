@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,27 +22,12 @@ from typing import Any
 import numpy as np
 
 from esteira.config import Settings
+from esteira.net import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ITERATIONS = 300
 WARMUP = 30
 SIZES = (1, 100)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
 def timed(fn: Callable[[], Any], iterations: int = ITERATIONS) -> dict[str, float]:
@@ -105,7 +89,7 @@ def redis_server(work: Path) -> Iterator[str | None]:
     if not shutil.which("redis-server"):
         yield None
         return
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             "redis-server",
@@ -124,7 +108,7 @@ def redis_server(work: Path) -> Iterator[str | None]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_port(port, 20)
+        wait_for_port(port, 20)
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -136,12 +120,12 @@ def feast_server(settings: Settings, log: Path) -> Iterator[int]:
     """`feast serve` (via esteira's command line builder) on a free port."""
     from esteira.commands.feast_serve import serve_command
 
-    port = _free_port()
+    port = free_port()
     command, env = serve_command(settings, port)
     with log.open("wb") as out:
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
-            _wait_for_port(port, 90)
+            wait_for_port(port, 90)
             yield port
         finally:
             proc.terminate()

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from esteira.net import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = 2000
 WARMUP = 200
@@ -124,14 +126,6 @@ def _wait(url: str, child: _Child, timeout: float = 180.0) -> None:
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _logger_cost(world: Any, row: dict[str, Any], root: Path) -> dict[str, float]:
     """Microseconds that ``PredictionLogger.log`` adds to a request (median and p99)."""
     from datetime import UTC, datetime
@@ -218,7 +212,7 @@ def run(out_dir: str | Path) -> dict[str, Any]:
     results["in_process"] = _time(lambda: world.model.predict_proba(frame))
     results["prediction_logger"] = _logger_cost(world, row, root)
 
-    ports = {k: _free_port() for k in ("peer", "predictor", "grpc", "transformer")}
+    ports = {k: free_port() for k in ("peer", "predictor", "grpc", "transformer")}
     config = ["--config", str(_production_logging(world.config_path))]
     peer_script = root / "peer.py"
     peer_script.write_text(PEER)

@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from esteira.net import free_port, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Planted credentials: real enough for the loopback S3 server; the secret-scan tests look for them.
 S3_ACCESS_KEY = "esteiraTESTaccessKEY7Q"
 S3_SECRET_KEY = "esteira-test-secret-9f3b2c81d4e6a7"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
 class S3Server:

@@ -108,4 +108,6 @@ def test_evaluate_champion_on_the_challengers_holdout(tmp_path: Path) -> None:
 def test_a_small_margin_is_shown_with_enough_digits() -> None:
     decision = decide({"roc_auc": 0.83712}, {"roc_auc": 0.83705}, GateSettings())
     assert decision.promote
-    assert decision.reason.startswith("challenger roc_auc 0.837120 beats champion 0.837050 by 0.000070")
+    assert decision.reason.startswith(
+        "challenger roc_auc 0.837120 beats champion 0.837050 by 0.000070"
+    )

@@ -34,7 +34,7 @@ def serve_and_predict(settings, tmp_path: Path) -> None:
     import httpx
     import yaml
 
-    from tests.conftest import free_port
+    from esteira.net import free_port
     from tests.serving_fixtures import ServerProcess
 
     config = tmp_path / "serving.yaml"

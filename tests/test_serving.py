@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import free_port
+from esteira.net import free_port
 from tests.serving_fixtures import (
     MODEL_NAME,
     ServerProcess,

@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import RedisServer, free_port
+from esteira.net import free_port
+from tests.conftest import RedisServer
 from tests.serving_fixtures import MODEL_NAME, ServerProcess, World, build_world, write_config
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,14 +15,8 @@ from esteira import submit as submit_mod
 from esteira.cli import main
 from esteira.config import Settings
 from esteira.errors import EsteiraError
+from esteira.net import free_port
 from esteira.submit import check_kfp_reachable, parse_params, submit
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, read, released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def kfp_settings(host: str) -> Settings:
