@@ -23,7 +23,6 @@ the view's TTL).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import time
 import uuid
@@ -41,6 +40,7 @@ from esteira.config import Settings
 from esteira.contract import Contract
 from esteira.errors import DataError, EsteiraError
 from esteira.registry import MODEL_FILE, ModelVersion, Registry
+from esteira.safe_load import load_model as load_safely
 
 DEFAULT_CHUNK_ROWS = 250_000
 """Rows scored per ``predict_proba`` call: big enough that per-call overhead vanishes."""
@@ -70,17 +70,6 @@ class LoadedModel:
     metadata: dict[str, Any]
 
 
-def deserialize_model(data: bytes) -> Any:
-    """``esteira.safe_load.load_model`` when that module exists, else ``joblib.load``."""
-    if importlib.util.find_spec("esteira.safe_load") is not None:
-        from esteira.safe_load import load_model
-
-        return load_model(data)
-    import joblib
-
-    return joblib.load(io.BytesIO(data))
-
-
 def production_version(registry: Registry, ref: int | str = PRODUCTION) -> ModelVersion:
     """The version behind ``ref``; a clear error when nothing was trained and promoted yet."""
     if ref == PRODUCTION and PRODUCTION not in registry.aliases():
@@ -99,7 +88,7 @@ def load_model(registry: Registry, ref: int | str = PRODUCTION) -> LoadedModel:
     return LoadedModel(
         name=registry.name,
         version=version.version,
-        model=deserialize_model(registry.read_file(version.version, MODEL_FILE)),
+        model=load_safely(registry.read_file(version.version, MODEL_FILE)),
         feature_names=list(meta["feature_names"]),
         task=str(meta.get("task", "classification")),
         label=str(meta.get("label", "")),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import platform
 from datetime import UTC, datetime
@@ -10,7 +9,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-import joblib
 import pandas as pd
 
 from components.evaluate import score
@@ -18,6 +16,7 @@ from esteira.champion import decide
 from esteira.config import Settings
 from esteira.drift import summarize_reference
 from esteira.registry import MODEL_FILE, ModelVersion, Registry
+from esteira.safe_load import load_model
 from esteira.storage import open_storage
 
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "feast", "kfp", "kserve", "pyarrow")
@@ -99,7 +98,7 @@ def champion_challenger(settings: Settings, version: int, holdout: pd.DataFrame)
         champion = registry.get(champion_version)
         features = champion.metadata["feature_names"]
         if set(features) <= set(holdout.columns):
-            model = joblib.load(io.BytesIO(registry.read_file(champion_version, MODEL_FILE)))
+            model = load_model(registry.read_file(champion_version, MODEL_FILE))
             champion_metrics = score(
                 model, holdout, features, champion.metadata["label"], settings.model
             ).metrics

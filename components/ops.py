@@ -189,21 +189,20 @@ def evaluate(
 ) -> dict:
     """Hold-out metrics for the UI (scalars, ROC curve, confusion matrix, an HTML report)."""
     import json
-    import os
     from pathlib import Path
 
-    import joblib
     import pandas as pd
 
     from components.evaluate import score
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded
     from esteira.report import render_metrics_html
+    from esteira.safe_load import load_model
 
     with guarded("evaluate"):
         settings = settings_from_json(config)
         info = json.loads(Path(model.path, "training.json").read_text())
-        fitted = joblib.load(os.path.join(model.path, "model.joblib"))
+        fitted = load_model(Path(model.path, "model.joblib"))
         result = score(
             fitted,
             pd.read_parquet(holdout.path),

@@ -13,7 +13,6 @@ for a champion found in the registry.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -136,13 +135,13 @@ def evaluate_champion_on(
     """Metrics of the model ``alias`` points at, measured on the challenger's hold-out.
 
     ``metric_fn(model, X, y)`` must be the same function that scored the challenger.
-    Returns None when the alias does not exist yet (no champion). The model file is a
-    pickle: only load registries you trust.
+    Returns None when the alias does not exist yet (no champion). The model is loaded
+    through the allowlist of ``esteira.safe_load``.
     """
-    import joblib
+    from esteira.safe_load import load_model
 
     version = registry.aliases().get(alias)
     if version is None:
         return None
-    model = joblib.load(io.BytesIO(registry.read_file(version, MODEL_FILE)))
+    model = load_model(registry.read_file(version, MODEL_FILE))
     return dict(metric_fn(model, holdout_X, holdout_y))
