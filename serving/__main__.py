@@ -17,6 +17,7 @@ that failed to load keeps it 503/UNAVAILABLE with the reason.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 
@@ -29,29 +30,48 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 from typing import Any  # noqa: E402
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__.splitlines()[0])
     parser.add_argument("role", choices=["predictor", "transformer"])
     parser.add_argument("--config", help="esteira YAML config (env ESTEIRA_* overrides it)")
-    parser.add_argument("--model-name", help="served model name (default: model.name)")
+    # Each option also answers to KServe's spelling (--model_name, --predictor_host, ...):
+    # KServe passes those to a transformer container in an InferenceService.
+    parser.add_argument(
+        "--model-name", "--model_name", help="served model name (default: model.name)"
+    )
     parser.add_argument("--version", default="production", help="predictor: version or alias")
-    parser.add_argument("--http-port", type=int, help="REST port (default: serving.*_port)")
+    parser.add_argument(
+        "--http-port", "--http_port", type=int, help="REST port (default: serving.*_port)"
+    )
     parser.add_argument(
         "--grpc-port",
+        "--grpc_port",
         type=int,
         help="gRPC port; 0 disables (default: serving.grpc_port for the predictor, "
         "REST port + 1 for the transformer)",
     )
     parser.add_argument(
         "--predictor-host",
+        "--predictor_host",
         default=None,
         help="transformer: host:port of the predictor (default: 127.0.0.1:serving.predictor_port)",
     )
-    parser.add_argument("--protocol", choices=["v1", "v2"], help="transformer -> predictor")
+    parser.add_argument(
+        "--protocol",
+        "--predictor_protocol",
+        choices=["v1", "v2"],
+        help="transformer -> predictor REST protocol (default: serving.predictor_protocol)",
+    )
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    parser.add_argument(
+        "--no-fast-lane",
+        action="store_true",
+        help="route V1 predictions through FastAPI too (serving/fast_lane.py; for comparison)",
+    )
     return parser
 
 
@@ -109,8 +129,9 @@ def _location(loc: tuple) -> str:
     return text or "body"
 
 
-def harden_app(max_body_bytes: int) -> None:
-    """Error handlers and the body limit on KServe's FastAPI app (before it starts)."""
+def harden_app(max_body_bytes: int, dataplane: Any = None, role: str = "model") -> None:
+    """On KServe's app: error handlers, then (inner to outer) the fast lane when given a
+    dataplane, the body limit, and request metrics."""
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from kserve.model_server import app
@@ -137,7 +158,31 @@ def harden_app(max_body_bytes: int) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(ServingError, serving_error)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if dataplane is not None:
+        from serving.fast_lane import FastLane
+
+        app.add_middleware(FastLane, dataplane=dataplane, handlers=lambda: app.exception_handlers)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # outside the fast lane
+    from serving.metrics import RequestMetrics
+
+    app.add_middleware(RequestMetrics, role=role)  # outermost: counts 413s too
+
+
+def rest_server_class(access_log: bool) -> type:
+    """KServe's REST server, without its trace-timing middleware unless access logs are on.
+
+    That middleware only writes to the ``kserve.trace`` log, and names each request
+    by matching it against every route again; :mod:`serving.metrics` counts and
+    times requests instead.
+    """
+    from kserve.protocol.rest.server import RESTServer
+
+    class ServingRESTServer(RESTServer):
+        def _add_middlewares(self, app: Any) -> None:
+            if access_log:
+                super()._add_middlewares(app)
+
+    return ServingRESTServer
 
 
 def _inference_request(body: bytes) -> Any:
@@ -282,9 +327,33 @@ def ports(args: argparse.Namespace, settings: Any) -> tuple[int, int]:
     return http, http + 1 if args.grpc_port is None else args.grpc_port
 
 
-def serve(model: Any, http_port: int, grpc_port: int, access_log: bool = False) -> None:
+def use_uvloop() -> None:
+    """Run the server on uvloop when it is installed (KServe's own loop is plain asyncio)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return
+    import asyncio
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.set_event_loop(asyncio.new_event_loop())  # KServe asks for the current loop
+
+
+def serve(
+    model: Any,
+    http_port: int,
+    grpc_port: int,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    access_log: bool = False,
+    fast_lane: bool = True,
+    role: str = "model",
+) -> None:
     """Run a single-worker ModelServer; a model that failed to load is served unready."""
+    import kserve.model_server
     from kserve import ModelServer
+
+    kserve.model_server.RESTServer = rest_server_class(access_log)  # read by start()
 
     server = ModelServer(
         http_port=http_port,
@@ -295,9 +364,18 @@ def serve(model: Any, http_port: int, grpc_port: int, access_log: bool = False) 
     )
     quiet_logs(access_log)  # after ModelServer configured logging
     server.dataplane = readiness_dataplane(server.registered_models)
+    harden_app(max_body_bytes, server.dataplane if fast_lane else None, role)
     # Registered directly: ModelServer.start() refuses to run without a ready model, and
     # an unready server that says why is more useful than a crash loop.
     server.register_model(model)
+    use_uvloop()
+    # Everything loaded so far (Feast, KServe, the model) lives as long as the process:
+    # moving it out of the collector's view keeps full collections from scanning it.
+    gc.collect()
+    gc.freeze()
+    # The prediction-log thread converts and writes batches in the background; hand
+    # the interpreter back to a waiting request after 0.5 ms, not Python's default 5.
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     try:
         server.start([])
     finally:
@@ -318,9 +396,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     http_port, grpc_port = ports(args, settings)
-    harden_app(args.max_body_bytes)
     model = build_model(args, settings)
-    serve(model, http_port, grpc_port, args.access_log)
+    serve(
+        model,
+        http_port,
+        grpc_port,
+        max_body_bytes=args.max_body_bytes,
+        access_log=args.access_log,
+        fast_lane=not args.no_fast_lane,
+        role=args.role,
+    )
     return 0
 
 

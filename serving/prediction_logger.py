@@ -12,6 +12,7 @@ exhaust memory.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -20,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from esteira.prediction_log import write_batch
@@ -54,19 +56,27 @@ def _rows_of(record: Record) -> int:
 
 
 def records_to_frame(records: Sequence[Record]) -> pd.DataFrame:
-    """One DataFrame from many records; a column a record lacks is null for its rows."""
+    """One DataFrame from many records; a column a record lacks is null for its rows.
+
+    Column by column: a column every record holds as a numpy array is one
+    ``np.concatenate``. This runs on the logger thread while requests are served,
+    and every millisecond it holds the interpreter is a millisecond a request waits.
+    """
     keys: dict[str, None] = {}
     for record in records:
         keys.update(dict.fromkeys(record.columns))
         keys.update(dict.fromkeys(record.constants))
-    data: dict[str, list[Any]] = {k: [] for k in keys}
-    for record in records:
-        n = _rows_of(record)
-        for key, values in data.items():
-            if key in record.columns:
-                values.extend(list(record.columns[key]))
-            else:
-                values.extend([record.constants.get(key)] * n)
+    sizes = [_rows_of(record) for record in records]
+    data: dict[str, Any] = {}
+    for key in keys:
+        parts = [
+            record.columns[key] if key in record.columns else [record.constants.get(key)] * n
+            for record, n in zip(records, sizes, strict=True)
+        ]
+        if all(isinstance(part, np.ndarray) for part in parts):
+            data[key] = np.concatenate(parts)
+        else:
+            data[key] = list(itertools.chain.from_iterable(parts))
     return pd.DataFrame(data)
 
 

@@ -137,6 +137,18 @@ def test_transformer_when_enabled() -> None:
     assert schema_errors(obj) == []
 
 
+def test_transformer_command_line_is_one_the_serving_entry_point_accepts() -> None:
+    from serving.__main__ import build_parser
+
+    (container,) = build(settings(transformer=True))["spec"]["transformer"]["containers"]
+    args = build_parser().parse_args(container["command"][3:] + container["args"])
+    assert args.role == "transformer"
+    assert args.predictor_host == "machine-failure-predictor.esteira"
+    assert args.model_name == "machine-failure"
+    assert args.protocol == "v2"
+    assert args.http_port == 8080
+
+
 @pytest.mark.parametrize("kserve", [{}, {"transformer": True, "canary_traffic_percent": 10}])
 @pytest.mark.usefixtures("kserve_schemas")
 def test_validates_against_the_kserve_crd_schema(kserve: dict[str, Any]) -> None:

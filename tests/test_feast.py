@@ -168,6 +168,17 @@ def test_training_and_online_agree_on_sqlite_and_redis(repo: Path, fleet, redis_
     a = OnlineFeatures(sqlite).lookup_frame(ids, request)
     b = OnlineFeatures(redis).lookup_frame(ids, request)
     pd.testing.assert_frame_equal(a, b)
+    for settings in (sqlite, redis):  # the direct read is the SDK's answer, value for value
+        direct, sdk = OnlineFeatures(settings), OnlineFeatures(settings, path="sdk")
+        assert (direct.path, sdk.path) == ("direct", "sdk")
+        twice = ids + ids[::-1]  # repeated entities, in any order
+        values = {k: v + v[::-1] for k, v in request.items()}
+        got, want = direct.lookup(twice, values), sdk.lookup(twice, values)
+        assert got == want
+        assert [type(v) for v in got["model"]] == [type(v) for v in want["model"]] == [str] * 10
+        for online in (direct, sdk):
+            with pytest.raises(UnknownEntityError, match=r"\[77\]"):
+                online.lookup([1, 77], {k: v[:2] for k, v in request.items()})
 
     # the online vector is the training vector at the newest timestamp
     end = tables["telemetry_agg"]["event_timestamp"].max()
@@ -224,3 +235,17 @@ def test_online_lookup_errors_and_redis_recovery(repo: Path, fleet, redis_server
     feast_ops.materialize(settings, full=True)
     assert online.lookup([1], request)["age"] == online.lookup([1], request)["age"]
     assert online.lookup([2], request)["model"][0].startswith("model")
+
+
+def test_direct_read_leaves_what_it_does_not_cover_to_the_sdk(repo: Path, fleet) -> None:
+    from esteira.online import _DirectRead
+
+    settings = settings_for(repo)
+    ready(settings, fleet[0])
+    store = feature_store(settings)
+    service = store.get_feature_service(settings.features.feature_service)
+    odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
+    assert _DirectRead.build(store, service, odfvs) is not None
+    for view in odfvs.values():
+        view.mode = "pandas"  # a pandas-mode transform runs through the SDK only
+    assert _DirectRead.build(store, service, odfvs) is None
