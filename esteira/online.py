@@ -30,6 +30,7 @@ from esteira.errors import EsteiraError
 from esteira.feast_store import feature_store
 
 DIRECT, SDK = "direct", "sdk"
+KEY_CACHE_SIZE = 100_000  # entity keys kept by the direct read (a fleet, not a stream)
 
 
 class UnknownEntityError(EsteiraError):
@@ -194,6 +195,7 @@ class _DirectRead:
         self.tables = tables  # (feature view, requested feature names), service order
         self.odfvs = odfvs  # (on-demand view, its inputs, requested feature names)
         self.entity_type = store.list_entities()[0].value_type
+        self._keys: dict[Any, Any] = {}  # entity id -> its EntityKey proto
 
     @classmethod
     def build(cls, store: Any, service: Any, odfvs: dict[str, Any]) -> _DirectRead | None:
@@ -234,8 +236,15 @@ class _DirectRead:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
-        values = python_values_to_proto_values(rows[entity_key], self.entity_type)
-        keys = [EntityKey(join_keys=[entity_key], entity_values=[v]) for v in values]
+        ids = rows[entity_key]
+        new = [i for i in dict.fromkeys(ids) if i not in self._keys]
+        if new:  # an entity's key is built once (Feast type-checks every conversion)
+            if len(self._keys) + len(new) > KEY_CACHE_SIZE:
+                self._keys.clear()
+            values = python_values_to_proto_values(new, self.entity_type)
+            for i, value in zip(new, values, strict=True):
+                self._keys[i] = EntityKey(join_keys=[entity_key], entity_values=[value])
+        keys = [self._keys[i] for i in ids]
         out: dict[str, list[Any]] = {}
         given = dict(rows)  # request values the on-demand views read next to the features
         for table, names in self.tables:

@@ -19,6 +19,9 @@ import uuid
 from datetime import UTC, date, datetime
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from esteira.storage import Storage
 
@@ -38,11 +41,24 @@ def write_batch(storage: Storage, model: str, frame: pd.DataFrame) -> list[str]:
     if frame.empty:
         return []
     served = pd.to_datetime(frame["served_at"], utc=True)
+    table = pa.Table.from_pandas(frame.assign(served_at=served), preserve_index=False)
+    return write_table(storage, model, table)
+
+
+def write_table(storage: Storage, model: str, table: pa.Table) -> list[str]:
+    """:func:`write_batch` for an Arrow table whose ``served_at`` is a UTC timestamp."""
+    missing = [c for c in REQUIRED if c not in table.column_names]
+    if missing:
+        raise ValueError(f"prediction log rows need columns {missing}")
+    if table.num_rows == 0:
+        return []
+    days = pc.cast(table["served_at"], pa.date32())
     keys = []
     now = datetime.now(UTC)
-    for day, part in frame.assign(served_at=served).groupby(served.dt.date, sort=True):
+    for day in sorted(pc.unique(days).to_pylist()):
+        part = table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
         buf = io.BytesIO()
-        part.to_parquet(buf, index=False)
+        pq.write_table(part, buf)
         key = _key(model, day, now)
         storage.put_bytes(key, buf.getvalue())
         keys.append(key)

@@ -461,3 +461,38 @@ def test_prediction_logger_keeps_rows_while_storage_fails(tmp_path: Path) -> Non
     failing["on"] = False
     logger.close()
     assert read_log(storage, "m")["request_id"].tolist() == ["r1"]
+
+
+def test_logged_rows_keep_order_types_nulls_and_constants() -> None:
+    from datetime import UTC, datetime
+
+    from serving.prediction_logger import Record, encode_rows, lines_to_table
+
+    served = datetime(2025, 1, 10, 12, 30, tzinfo=UTC)
+    records = [
+        Record({"a": np.asarray([1.5]), "b": np.asarray(["x"], dtype=object)}, {"v": 1}, 1),
+        Record({"a": np.asarray([2.0, 3.0]), "b": np.asarray(["y", "z"], dtype=object)}, {"v": 2}),
+        Record({"a": [4.0]}, {"v": 3, "source": "batch"}),  # no b; a list, not an array
+        Record({"a": np.asarray([5.0]), "b": np.asarray(["w"], dtype=object)}, {"v": 4}),
+    ]
+    for record in records:
+        record.constants["served_at"] = served
+    table = lines_to_table(b"".join(encode_rows(r) for r in records))
+    assert sorted(table.column_names) == ["a", "b", "served_at", "source", "v"]
+    frame = table.to_pandas()
+    assert frame["a"].tolist() == [1.5, 2.0, 3.0, 4.0, 5.0]
+    assert frame["b"].tolist() == ["x", "y", "z", None, "w"]
+    assert frame["v"].tolist() == [1, 2, 2, 3, 4]
+    assert frame["source"].tolist() == [None, None, None, "batch", None]
+    assert (frame["served_at"] == pd.Timestamp(served)).all()
+    assert str(table.schema.field("served_at").type) == "timestamp[us, tz=UTC]"
+
+
+def test_a_column_changing_type_between_rows_is_still_logged() -> None:
+    from datetime import UTC, datetime
+
+    from serving.prediction_logger import Record, encode_rows, lines_to_table
+
+    now = {"served_at": datetime.now(UTC)}
+    lines = encode_rows(Record({"x": [1.0]}, now)) + encode_rows(Record({"x": ["one"]}, now))
+    assert lines_to_table(lines).to_pandas()["x"].tolist() == ["1.0", "one"]
