@@ -1,4 +1,4 @@
-"""Online feature retrieval latency: SDK on SQLite and Redis, and `feast serve` over HTTP.
+"""Online feature retrieval latency: direct and SDK reads on SQLite and Redis, `feast serve`.
 
 ``run(out_dir)`` builds a private copy of the feature repository under
 ``out_dir``, publishes a small fleet (100 machines x 14 days: online latency
@@ -72,10 +72,11 @@ def _request(n: int) -> tuple[list[int], dict[str, list[float]]]:
     return ids, {"volt_now": [170.0] * n, "vibration_now": [40.0] * n}
 
 
-def bench_sdk(settings: Settings) -> dict[str, Any]:
+def bench_lookup(settings: Settings, path: str) -> dict[str, Any]:
+    """``esteira.online.OnlineFeatures`` reading the ``direct`` way (serving's) or via the SDK."""
     from esteira.online import OnlineFeatures
 
-    online = OnlineFeatures(settings)
+    online = OnlineFeatures(settings, path=path)
     out = {}
     for n in SIZES:
         ids, request = _request(n)
@@ -164,16 +165,18 @@ def run(out_dir: str | Path = "dist/bench") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         work = Path(tmp)
         settings = _prepare_repo(work, machines=100, days=14)
-        results["sdk_sqlite"] = bench_sdk(settings)
+        for path in ("direct", "sdk"):
+            results[f"{path}_sqlite"] = bench_lookup(settings, path)
         with redis_server(work) as connection:
             if connection is None:
-                results["sdk_redis"] = "skipped: redis-server not installed"
+                results["redis"] = "skipped: redis-server not installed"
             else:
                 redis = settings.model_copy(deep=True)
                 redis.features.online_store = "redis"
                 redis.features.redis_connection = connection
                 materialize(redis, full=True)
-                results["sdk_redis"] = bench_sdk(redis)
+                for path in ("direct", "sdk"):
+                    results[f"{path}_redis"] = bench_lookup(redis, path)
         with feast_server(settings, out / "feast_serve.log") as port:
             results["http_feast_serve_sqlite"] = bench_http(port, settings.features.feature_service)
     (out / "online.json").write_text(json.dumps(results, indent=2))

