@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -33,11 +34,15 @@ def _key(model: str, day: date, stamp: datetime) -> str:
     return f"{PREFIX}/{model}/date={day.isoformat()}/{stamp:%H%M%S}-{uuid.uuid4().hex[:12]}.parquet"
 
 
-def write_batch(storage: Storage, model: str, frame: pd.DataFrame) -> list[str]:
-    """Append ``frame`` to the log, one part file per date of ``served_at``; returns the keys."""
-    missing = [c for c in REQUIRED if c not in frame.columns]
+def _require(columns: Any) -> None:
+    missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise ValueError(f"prediction log rows need columns {missing}")
+
+
+def write_batch(storage: Storage, model: str, frame: pd.DataFrame) -> list[str]:
+    """Append ``frame`` to the log, one part file per date of ``served_at``; returns the keys."""
+    _require(frame.columns)
     if frame.empty:
         return []
     served = pd.to_datetime(frame["served_at"], utc=True)
@@ -47,9 +52,7 @@ def write_batch(storage: Storage, model: str, frame: pd.DataFrame) -> list[str]:
 
 def write_table(storage: Storage, model: str, table: pa.Table) -> list[str]:
     """:func:`write_batch` for an Arrow table whose ``served_at`` is a UTC timestamp."""
-    missing = [c for c in REQUIRED if c not in table.column_names]
-    if missing:
-        raise ValueError(f"prediction log rows need columns {missing}")
+    _require(table.column_names)
     if table.num_rows == 0:
         return []
     days = pc.cast(table["served_at"], pa.date32())
