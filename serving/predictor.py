@@ -61,6 +61,7 @@ from esteira.config import Settings
 from esteira.errors import EsteiraError
 from esteira.registry import MODEL_FILE, Registry
 from esteira.safe_load import load_model
+from serving.fast_model import verified_array_path
 from serving.prediction_logger import PredictionLogger, Record
 
 log = logging.getLogger(__name__)
@@ -400,126 +401,6 @@ def _flatten(data: list[Any]) -> list[Any]:
     return out
 
 
-# ---- a pandas-free path through the training pipeline ----------------------------------
-class FastPipeline:
-    """The training Pipeline (ColumnTransformer of passthrough/StandardScaler and
-    OneHotEncoder, then an estimator) evaluated on numpy arrays.
-
-    Building a one-row DataFrame and letting the ColumnTransformer select columns by
-    name costs most of a single-row prediction; this does the same arithmetic on
-    arrays. :meth:`compile` returns None for any other structure, and the result is
-    only used after it reproduced the Pipeline's output exactly on probe rows.
-    """
-
-    def __init__(self, blocks: list[tuple[str, list[str], Any]], estimator: Any) -> None:
-        self.blocks = blocks
-        self.estimator = estimator
-
-    @classmethod
-    def compile(cls, model: Any, schema: FeatureSchema) -> FastPipeline | None:
-        from sklearn.compose import ColumnTransformer
-        from sklearn.pipeline import Pipeline
-
-        if not isinstance(model, Pipeline) or len(model.steps) != 2:
-            return None
-        prep, estimator = model.steps[0][1], model.steps[1][1]
-        if not isinstance(prep, ColumnTransformer) or hasattr(estimator, "feature_names_in_"):
-            return None
-        if getattr(prep, "sparse_output_", False):
-            return None
-        blocks = []
-        for _, transformer, cols in prep.transformers_:
-            cols = list(cols) if not isinstance(cols, str) else [cols]
-            if transformer == "drop" or not cols:
-                continue
-            if not all(isinstance(c, str) and c in schema.kinds for c in cols):
-                return None
-            block = _block(transformer, cols)
-            if block is None:
-                return None
-            blocks.append(block)
-        return cls(blocks, estimator)
-
-    def matrix(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        parts = []
-        for kind, cols, params in self.blocks:
-            if kind == "onehot":
-                parts.append(_one_hot(columns, cols, params))
-                continue
-            block = np.column_stack([np.asarray(columns[c], dtype="float64") for c in cols])
-            if kind == "scale":
-                mean, scale = params
-                block = (block - mean) / scale if mean is not None else block / scale
-            parts.append(block)
-        return np.hstack(parts) if len(parts) > 1 else parts[0]
-
-    def predict_proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        return self.estimator.predict_proba(self.matrix(columns))
-
-    def predict(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        return self.estimator.predict(self.matrix(columns))
-
-
-def _block(transformer: Any, cols: list[str]) -> tuple[str, list[str], Any] | None:
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
-
-    if transformer == "passthrough" or (
-        isinstance(transformer, FunctionTransformer)
-        and transformer.func is None
-        and not transformer.validate
-    ):
-        return ("pass", cols, None)
-    if type(transformer) is StandardScaler:
-        scale = transformer.scale_ if transformer.scale_ is not None else 1.0
-        mean = transformer.mean_ if transformer.with_mean else None
-        return ("scale", cols, (mean, scale))
-    if (
-        type(transformer) is OneHotEncoder
-        and transformer.handle_unknown == "ignore"
-        and getattr(transformer, "drop_idx_", None) is None
-        and not getattr(transformer, "_infrequent_enabled", False)
-        and not transformer.sparse_output
-    ):
-        maps = [{v: i for i, v in enumerate(cats.tolist())} for cats in transformer.categories_]
-        return ("onehot", cols, maps)
-    return None
-
-
-def _one_hot(columns: dict[str, np.ndarray], cols: list[str], maps: list[dict]) -> np.ndarray:
-    n = len(columns[cols[0]])
-    width = sum(len(m) for m in maps)
-    out = np.zeros((n, width), dtype="float64")
-    offset = 0
-    for col, mapping in zip(cols, maps, strict=True):
-        for row, value in enumerate(columns[col]):
-            index = mapping.get(value)
-            if index is not None:  # unknown categories are all zeros (handle_unknown=ignore)
-                out[row, offset + index] = 1.0
-        offset += len(mapping)
-    return out
-
-
-def _probe(schema: FeatureSchema, fast: FastPipeline, rows: int = 24) -> dict[str, np.ndarray]:
-    """Rows covering every known category plus an unknown one, numbers from a fixed seed."""
-    rng = np.random.default_rng(0)
-    categories: dict[str, list[str]] = {}
-    for kind, cols, params in fast.blocks:
-        if kind == "onehot":
-            for col, mapping in zip(cols, params, strict=True):
-                categories[col] = [str(v) for v in mapping] + ["__unseen__"]
-    columns: dict[str, np.ndarray] = {}
-    for name in schema.names:
-        kind = schema.kinds[name]
-        if kind == "category":
-            known = categories.get(name, ["a"])
-            columns[name] = np.array([known[i % len(known)] for i in range(rows)], dtype=object)
-        elif kind == "int":
-            columns[name] = rng.integers(0, 100, rows).astype("int64")
-        else:
-            columns[name] = rng.normal(0, 100, rows)
-    return columns
-
-
 # ---- the model -----------------------------------------------------------------------
 class Scorer:
     """The loaded model and how its answers are turned into classes and probabilities."""
@@ -540,31 +421,11 @@ class Scorer:
                     "register a binary classifier for this classification model",
                 )
             self.classes = np.asarray(classes)
-        self.fast = self._verified_fast_path()
-
-    def _verified_fast_path(self) -> FastPipeline | None:
-        """The array path, if the model has the training structure and it agrees exactly."""
-        fast = FastPipeline.compile(self.model, self.schema)
-        if fast is None:
-            return None
-        probe = _probe(self.schema, fast)
-        try:
-            if self.task == "classification":
-                same = np.allclose(
-                    fast.predict_proba(probe), self.model.predict_proba(self.frame(probe)),
-                    rtol=0, atol=1e-12,
-                )  # fmt: skip
-            else:
-                same = np.allclose(
-                    fast.predict(probe), self.model.predict(self.frame(probe)), rtol=0, atol=1e-9
-                )
-        except Exception as exc:  # any doubt: use the Pipeline itself
-            log.warning("array path disabled: %s", type(exc).__name__)
-            return None
-        if not same:
-            log.warning("array path disabled: it does not reproduce the Pipeline's output")
-            return None
-        return fast
+        self.fast = verified_array_path(model, schema, self.task, self.frame)
+        if self.fast is None:
+            self.path = "Pipeline path"
+        else:
+            self.path = "array path" + (", tree walk" if self.fast.trees else "")
 
     def frame(self, columns: dict[str, np.ndarray]) -> pd.DataFrame:
         return pd.DataFrame(columns, columns=list(self.schema.names))
@@ -635,7 +496,7 @@ class Predictor(Model):
             self.name,
             version.version,
             len(schema.names),
-            "array path" if self.scorer.fast else "Pipeline path",
+            self.scorer.path,
         )
 
     def _open_registry(self) -> Registry:
