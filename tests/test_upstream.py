@@ -130,7 +130,7 @@ def test_chunked_answers_are_read_whole() -> None:
     async def chunked(request: bytes, _: int) -> bytes:
         return (
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-            b"5\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\n\r\n"
+            b'5\r\n{"a":\r\n3\r\n 1}\r\n0\r\n\r\n'
         )
 
     async def main() -> None:
