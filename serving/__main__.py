@@ -66,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="transformer -> predictor REST protocol (default: serving.predictor_protocol)",
     )
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    parser.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request with KServe's timings (slower: V1 goes through FastAPI too)",
+    )
     parser.add_argument(
         "--no-fast-lane",
         action="store_true",
@@ -129,14 +133,20 @@ def _location(loc: tuple) -> str:
     return text or "body"
 
 
-def harden_app(max_body_bytes: int, dataplane: Any = None, role: str = "model") -> None:
-    """On KServe's app: error handlers, then (inner to outer) the fast lane when given a
-    dataplane, the body limit, and request metrics."""
+def serving_app(max_body_bytes: int, dataplane: Any = None, role: str = "model") -> Any:
+    """The ASGI app to serve: KServe's FastAPI app with our error handlers, wrapped
+    (outer to inner) in request metrics, the body limit and, given a dataplane, the V1
+    fast lane.
+
+    The wrappers sit around the FastAPI app rather than inside its middleware stack,
+    so a V1 prediction never enters FastAPI; everything else goes through it as before.
+    """
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from kserve.model_server import app
     from starlette.exceptions import HTTPException
 
+    from serving.metrics import RequestMetrics
     from serving.transformer import ServingError
 
     async def validation_error(_: Any, exc: RequestValidationError) -> JSONResponse:
@@ -158,18 +168,18 @@ def harden_app(max_body_bytes: int, dataplane: Any = None, role: str = "model") 
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(ServingError, serving_error)
     app.add_exception_handler(HTTPException, http_error)
+    served: Any = app
     if dataplane is not None:
         from serving.fast_lane import FastLane
 
-        app.add_middleware(FastLane, dataplane=dataplane, handlers=lambda: app.exception_handlers)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # outside the fast lane
-    from serving.metrics import RequestMetrics
-
-    app.add_middleware(RequestMetrics, role=role)  # outermost: counts 413s too
+        served = FastLane(app, dataplane, handlers=lambda: app.exception_handlers)
+    served = BodyLimit(served, max_body_bytes)
+    return RequestMetrics(served, role=role)  # outermost: counts 413s too
 
 
-def rest_server_class(access_log: bool) -> type:
-    """KServe's REST server, without its trace-timing middleware unless access logs are on.
+def rest_server_class(access_log: bool, asgi_app: Any = None) -> type:
+    """KServe's REST server serving ``asgi_app`` (see :func:`serving_app`), without
+    KServe's trace-timing middleware unless access logs are on.
 
     That middleware only writes to the ``kserve.trace`` log, and names each request
     by matching it against every route again; :mod:`serving.metrics` counts and
@@ -178,6 +188,11 @@ def rest_server_class(access_log: bool) -> type:
     from kserve.protocol.rest.server import RESTServer
 
     class ServingRESTServer(RESTServer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if asgi_app is not None:
+                self.config.app = asgi_app  # what uvicorn serves; KServe sets up the app inside
+
         def _add_middlewares(self, app: Any) -> None:
             if access_log:
                 super()._add_middlewares(app)
@@ -353,8 +368,6 @@ def serve(
     import kserve.model_server
     from kserve import ModelServer
 
-    kserve.model_server.RESTServer = rest_server_class(access_log)  # read by start()
-
     server = ModelServer(
         http_port=http_port,
         grpc_port=grpc_port or 0,
@@ -364,7 +377,10 @@ def serve(
     )
     quiet_logs(access_log)  # after ModelServer configured logging
     server.dataplane = readiness_dataplane(server.registered_models)
-    harden_app(max_body_bytes, server.dataplane if fast_lane else None, role)
+    # --access-log logs from inside the FastAPI app, so it keeps V1 there too
+    lane = server.dataplane if fast_lane and not access_log else None
+    asgi_app = serving_app(max_body_bytes, lane, role)
+    kserve.model_server.RESTServer = rest_server_class(access_log, asgi_app)  # read by start()
     # Registered directly: ModelServer.start() refuses to run without a ready model, and
     # an unready server that says why is more useful than a crash loop.
     server.register_model(model)

@@ -27,7 +27,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 def predictors(world: World):
     started = {}
     try:
-        for lane, extra in (("fast", []), ("full", ["--no-fast-lane"])):
+        variants = (("fast", []), ("full", ["--no-fast-lane"]), ("logged", ["--access-log"]))
+        for lane, extra in variants:
             port = free_port()
             process = ServerProcess(
                 "predictor",
@@ -38,15 +39,15 @@ def predictors(world: World):
             started[lane] = (process, f"http://127.0.0.1:{port}")
         for process, base in started.values():
             process.wait_http(f"{base}/v2/health/ready", 120)
-        yield {lane: base for lane, (_, base) in started.items()}
+        yield {lane: base for lane, (_, base) in started.items()} | {"logs": world.root}
     finally:
         for process, _ in started.values():
             process.stop()
 
 
-def _both(predictors: dict[str, str], path: str, **kwargs: Any) -> dict[str, httpx.Response]:
+def _both(predictors: dict, path: str, **kwargs: Any) -> dict[str, httpx.Response]:
     return {
-        lane: httpx.post(base + path, timeout=10, **kwargs) for lane, base in predictors.items()
+        lane: httpx.post(predictors[lane] + path, timeout=10, **kwargs) for lane in ("fast", "full")
     }
 
 
@@ -82,6 +83,21 @@ def test_client_mistakes_get_the_same_answer(
     answer = _same(_both(predictors, f"/v1/models/{MODEL_NAME}:predict", **kwargs))
     assert answer.status_code == status
     assert field in answer.json()["error"]
+
+
+def test_access_log_mode_logs_v1_requests_and_answers_the_same(
+    world: World, predictors: dict
+) -> None:
+    path = f"/v1/models/{MODEL_NAME}:predict"
+    body = {"instances": world.rows(2), "parameters": {"probabilities": True}}
+    logged = httpx.post(predictors["logged"] + path, json=body, timeout=10)
+    fast = httpx.post(predictors["fast"] + path, json=body, timeout=10)
+    assert logged.status_code == 200 and logged.json() == fast.json()
+    log = (predictors["logs"] / "predictor-logged.log").read_text()
+    access = f'"POST {path.replace(":", "%3A")} HTTP/1.1" 200'
+    assert access in log  # uvicorn's access line
+    assert f"kserve.io.v1.models.{MODEL_NAME}:predict" in log  # KServe's timing line
+    assert access not in (predictors["logs"] / "predictor-fast.log").read_text()
 
 
 def test_unknown_model_and_other_routes_are_unchanged(
