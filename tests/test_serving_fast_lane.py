@@ -28,6 +28,9 @@ def predictors(world: World):
     started = {}
     try:
         variants = (("fast", []), ("full", ["--no-fast-lane"]), ("logged", ["--access-log"]))
+        # as a parent that imported Feast would pass it on: metrics must stay in memory
+        multiprocess = {"PROMETHEUS_MULTIPROC_DIR": str(world.root / "prometheus")}
+        (world.root / "prometheus").mkdir()
         for lane, extra in variants:
             port = free_port()
             process = ServerProcess(
@@ -35,6 +38,7 @@ def predictors(world: World):
                 ["--config", str(world.config_path), "--http-port", str(port),
                  "--grpc-port", "0", *extra],
                 world.root / f"predictor-{lane}.log",
+                env=multiprocess,
             ).start()  # fmt: skip
             started[lane] = (process, f"http://127.0.0.1:{port}")
         for process, base in started.values():
@@ -133,6 +137,8 @@ def test_metrics_count_requests_by_route_and_status(
     assert delta("esteira_request_duration_seconds_count", **common) == 4
     other = {"role": "predictor", "route": "other"}
     assert delta("esteira_requests_total", **other, method="POST", code="404") == 1
+    # one process: values in memory, not prometheus_client's multiprocess files
+    assert list((predictors["logs"] / "prometheus").iterdir()) == []
 
 
 def _counters(base: str) -> dict[tuple, float]:
