@@ -177,6 +177,9 @@ def test_training_and_online_agree_on_sqlite_and_redis(repo: Path, fleet, redis_
         values = {k: v + v[::-1] for k, v in request.items()}
         got, want = direct.lookup(twice, values), sdk.lookup(twice, values)
         assert got == want
+        assert {k: [type(v) for v in col] for k, col in got.items()} == {
+            k: [type(v) for v in col] for k, col in want.items()
+        }
         assert [type(v) for v in got["model"]] == [type(v) for v in want["model"]] == [str] * 10
         for online in (direct, sdk):
             with pytest.raises(UnknownEntityError, match=r"\[77\]"):
@@ -249,5 +252,8 @@ def test_direct_read_leaves_what_it_does_not_cover_to_the_sdk(repo: Path, fleet)
     odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
     assert _DirectRead.build(store, service, odfvs) is not None
     for view in odfvs.values():
-        view.mode = "pandas"  # a pandas-mode transform runs through the SDK only
+        view.singleton = True  # one row at a time, scalars out: the SDK's
+    assert _DirectRead.build(store, service, odfvs) is None
+    for view in odfvs.values():
+        view.singleton, view.mode = False, "pandas"  # a pandas-mode transform: the SDK's
     assert _DirectRead.build(store, service, odfvs) is None
