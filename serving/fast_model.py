@@ -104,15 +104,15 @@ class TreeEnsemble:
             total += value[node]
         return total
 
-    def raw_predictions(self, matrix: np.ndarray) -> np.ndarray:
+    def raw_predictions(self, rows: list[list[float]]) -> np.ndarray:
         """Shape (rows, 1), as sklearn's ``_raw_predict``."""
-        return np.array([[self.raw(row)] for row in matrix.tolist()], dtype="float64")
+        return np.array([[self.raw(row)] for row in rows], dtype="float64")
 
-    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
-        return self.estimator._loss.predict_proba(self.raw_predictions(matrix))
+    def predict_proba(self, rows: list[list[float]]) -> np.ndarray:
+        return self.estimator._loss.predict_proba(self.raw_predictions(rows))
 
-    def predict(self, matrix: np.ndarray) -> np.ndarray:
-        return self.estimator._loss.link.inverse(self.raw_predictions(matrix).ravel())
+    def predict(self, rows: list[list[float]]) -> np.ndarray:
+        return self.estimator._loss.link.inverse(self.raw_predictions(rows).ravel())
 
 
 class FastPipeline:
@@ -157,7 +157,8 @@ class FastPipeline:
             blocks.append(block)
         return cls(blocks, estimator, TreeEnsemble.compile(estimator))
 
-    def matrix(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+    def matrix(self, columns: dict[str, Any]) -> np.ndarray:
+        """The ColumnTransformer's output, as a float array."""
         parts = []
         for kind, cols, params in self.blocks:
             if kind == "onehot":
@@ -165,22 +166,50 @@ class FastPipeline:
                 continue
             block = np.column_stack([np.asarray(columns[c], dtype="float64") for c in cols])
             if kind == "scale":
-                mean, scale = params
-                block = (block - mean) / scale if mean is not None else block / scale
+                block = (block - params[0]) / params[1]
             parts.append(block)
         return np.hstack(parts) if len(parts) > 1 else parts[0]
 
-    def _model_for(self, matrix: np.ndarray) -> Any:
-        small = self.trees is not None and len(matrix) <= TreeEnsemble.MAX_ROWS
-        return self.trees if small else self.estimator
+    def rows(self, columns: dict[str, Any], n: int) -> list[list[float]]:
+        """:meth:`matrix` as Python rows, built without numpy: the tree walk's input."""
+        out: list[list[float]] = [[] for _ in range(n)]
+        for kind, cols, params in self.blocks:
+            values = [columns[c] for c in cols]
+            for i, row in enumerate(out):
+                if kind == "pass":
+                    row.extend([float(v[i]) for v in values])
+                elif kind == "scale":
+                    _, _, mean, scale = params
+                    row.extend(
+                        [(float(v[i]) - m) / d for v, m, d in zip(values, mean, scale, strict=True)]
+                    )
+                else:
+                    for v, mapping in zip(values, params, strict=True):
+                        hot = [0.0] * len(mapping)
+                        index = mapping.get(v[i])
+                        if index is not None:  # unknown categories: all zeros
+                            hot[index] = 1.0
+                        row.extend(hot)
+        return out
 
-    def predict_proba(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        matrix = self.matrix(columns)
-        return self._model_for(matrix).predict_proba(matrix)
+    def _walkable(self, columns: dict[str, Any]) -> list[list[float]] | None:
+        """The rows for the tree walk, when there is one and the request is small."""
+        if self.trees is None:
+            return None
+        n = len(next(iter(columns.values())))
+        return self.rows(columns, n) if n <= TreeEnsemble.MAX_ROWS else None
 
-    def predict(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        matrix = self.matrix(columns)
-        return self._model_for(matrix).predict(matrix)
+    def predict_proba(self, columns: dict[str, Any]) -> np.ndarray:
+        rows = self._walkable(columns)
+        if rows is not None:
+            return self.trees.predict_proba(rows)
+        return self.estimator.predict_proba(self.matrix(columns))
+
+    def predict(self, columns: dict[str, Any]) -> np.ndarray:
+        rows = self._walkable(columns)
+        if rows is not None:
+            return self.trees.predict(rows)
+        return self.estimator.predict(self.matrix(columns))
 
 
 def _block(transformer: Any, cols: list[str]) -> tuple[str, list[str], Any] | None:
@@ -193,9 +222,12 @@ def _block(transformer: Any, cols: list[str]) -> tuple[str, list[str], Any] | No
     ):
         return ("pass", cols, None)
     if type(transformer) is StandardScaler:
-        scale = transformer.scale_ if transformer.scale_ is not None else 1.0
-        mean = transformer.mean_ if transformer.with_mean else None
-        return ("scale", cols, (mean, scale))
+        # (x - mean) / scale, with 0 and 1 for a scaler that does not center or scale:
+        # the same result bit for bit (x - 0.0 and x / 1.0 are x)
+        ones = np.ones(len(cols))
+        scale = ones if transformer.scale_ is None else np.asarray(transformer.scale_, "float64")
+        mean = np.asarray(transformer.mean_, "float64") if transformer.with_mean else 0 * ones
+        return ("scale", cols, (mean, scale, mean.tolist(), scale.tolist()))
     if (
         type(transformer) is OneHotEncoder
         and transformer.handle_unknown == "ignore"
@@ -208,7 +240,7 @@ def _block(transformer: Any, cols: list[str]) -> tuple[str, list[str], Any] | No
     return None
 
 
-def _one_hot(columns: dict[str, np.ndarray], cols: list[str], maps: list[dict]) -> np.ndarray:
+def _one_hot(columns: dict[str, Any], cols: list[str], maps: list[dict]) -> np.ndarray:
     n = len(columns[cols[0]])
     width = sum(len(m) for m in maps)
     out = np.zeros((n, width), dtype="float64")

@@ -144,8 +144,9 @@ def _finite(value: float) -> bool:
         return False
 
 
-def convert_column(values: list[Any], kind: str, where: Callable[[int], str]) -> np.ndarray:
-    """Values of one feature as the array the model takes; InvalidInput naming ``where(row)``."""
+def convert_column(values: list[Any], kind: str, where: Callable[[int], str]) -> list[Any]:
+    """Values of one feature, checked and as the model takes them (str, float or int);
+    InvalidInput naming ``where(row)``. Plain finite numbers take a short path."""
     if kind == "category":
         out = []
         for i, v in enumerate(values):
@@ -154,17 +155,30 @@ def convert_column(values: list[Any], kind: str, where: Callable[[int], str]) ->
             if not isinstance(v, str):
                 raise _bad(where(i), "a string (categorical feature)", v)
             out.append(_utf8(v, where(i)))
-        return np.array(out, dtype=object)
-    for i, v in enumerate(values):
-        if type(v) not in (int, float) and not isinstance(v, np.integer | np.floating):
-            raise _bad(where(i), "a number", v)
-        if not _finite(v):
-            raise InvalidInput(f"{where(i)}: must be a finite number, got {str(v)[:40]}")
-        if kind == "int" and not float(v).is_integer():
-            raise _bad(where(i), "an integer", v)
-        if kind == "int" and not INT64_MIN <= v <= INT64_MAX:
-            raise _bad(where(i), "a 64-bit integer", v)
-    return np.array(values, dtype="int64" if kind == "int" else "float64")
+        return out
+    if kind == "float":
+        # x - x is 0.0 for every finite float, NaN for NaN and the infinities
+        return [
+            v if type(v) is float and v - v == 0.0 else float(_number(v, kind, where(i)))
+            for i, v in enumerate(values)
+        ]
+    return [
+        v if type(v) is int and INT64_MIN <= v <= INT64_MAX else int(_number(v, kind, where(i)))
+        for i, v in enumerate(values)
+    ]
+
+
+def _number(value: Any, kind: str, where: str) -> Any:
+    """``value`` if it is a finite number of the feature's kind, else InvalidInput."""
+    if type(value) not in (int, float) and not isinstance(value, np.integer | np.floating):
+        raise _bad(where, "a number", value)
+    if not _finite(value):
+        raise InvalidInput(f"{where}: must be a finite number, got {str(value)[:40]}")
+    if kind == "int" and not float(value).is_integer():
+        raise _bad(where, "an integer", value)
+    if kind == "int" and not INT64_MIN <= value <= INT64_MAX:
+        raise _bad(where, "a 64-bit integer", value)
+    return value
 
 
 def json_body(body: Any) -> Any:
@@ -182,7 +196,7 @@ def json_body(body: Any) -> Any:
 class Parsed:
     """A validated request: one array per feature plus the request's context."""
 
-    columns: dict[str, np.ndarray]
+    columns: dict[str, list[Any]]  # one list per feature, values checked
     rows: int
     probabilities: bool = False
     machine_ids: list[int] | None = None
@@ -340,7 +354,7 @@ def parse_v2(request: InferRequest, schema: FeatureSchema, max_batch: int) -> Pa
     if missing:
         raise InvalidInput(f"inputs: missing features {missing}; send one input per feature")
     rows: int | None = None
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, list[Any]] = {}
     for name in schema.names:
         values, n = _v2_values(inputs[name], schema, name)
         if rows is None:
@@ -427,10 +441,10 @@ class Scorer:
         else:
             self.path = "array path" + (", tree walk" if self.fast.trees else "")
 
-    def frame(self, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    def frame(self, columns: dict[str, Any]) -> pd.DataFrame:
         return pd.DataFrame(columns, columns=list(self.schema.names))
 
-    def score(self, columns: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    def score(self, columns: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
         """(prediction, probability of the positive class or None for regression)."""
         if self.task != "classification":
             raw = (

@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
     RandomForestClassifier,
 )
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from components.train import build_pipeline
 from esteira.config import ModelSettings
@@ -78,8 +81,33 @@ def test_batches_above_the_walks_size_go_to_sklearn() -> None:
     assert fast is not None and fast.trees is not None
     fresh, _ = _data(TreeEnsemble.MAX_ROWS + 1, seed=2)
     walked = np.concatenate([fast.predict_proba(_columns(fresh.iloc[i : i + 1])) for i in range(9)])
-    assert fast._model_for(fast.matrix(_columns(fresh))) is fast.estimator
+    assert fast._walkable(_columns(fresh)) is None  # nine rows: sklearn's own walk
+    assert fast._walkable(_columns(fresh.iloc[:8])) is not None
     np.testing.assert_allclose(fast.predict_proba(_columns(fresh)), walked, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "scaler",
+    [StandardScaler(), StandardScaler(with_mean=False), StandardScaler(with_std=False)],
+    ids=["center and scale", "scale only", "center only"],
+)
+def test_rows_for_the_walk_are_the_column_transformers_output(scaler: StandardScaler) -> None:
+    frame, signal = _data(1000)
+    prep = ColumnTransformer(
+        [("numeric", scaler, NUMERIC), ("categorical", OneHotEncoder(
+            handle_unknown="ignore", sparse_output=False), ["model"])],
+        verbose_feature_names_out=False,
+    )  # fmt: skip
+    model = Pipeline([("prepare", prep), ("estimator", HistGradientBoostingClassifier(
+        max_iter=20, random_state=0))]).fit(frame, (signal > 0).astype(int))  # fmt: skip
+    fast = verified_array_path(model, _schema(), "classification", lambda c: pd.DataFrame(c))
+    assert fast is not None and fast.trees is not None
+    fresh, _ = _data(6, seed=3)
+    fresh.loc[0, "model"] = "model9"
+    columns = _columns(fresh)
+    np.testing.assert_array_equal(np.array(fast.rows(columns, 6)), prep.transform(fresh))
+    as_lists = {k: v.tolist() for k, v in columns.items()}  # what the predictor's parser gives
+    np.testing.assert_array_equal(fast.predict_proba(as_lists), model.predict_proba(fresh))
 
 
 @pytest.mark.parametrize(
