@@ -28,9 +28,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 # One process serves (workers=1), so Prometheus metrics live in memory. Feast switches
-# prometheus_client to multiprocess mode (mmap files, a pid check on every increment,
-# a tenth of the predictor's time) when it is imported first, and a parent process
-# that imported it exports the switch: drop it, then let prometheus_client choose.
+# prometheus_client to multiprocess mode (mmap files in a temporary directory, a pid
+# check on every increment) when it is imported first, and a parent process that
+# imported it exports the switch: drop it, then let prometheus_client choose.
 for _switch in ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"):
     os.environ.pop(_switch, None)
 from typing import Any  # noqa: E402

@@ -120,7 +120,7 @@ class Upstream:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
-        self.host_header = parts.netloc.encode("ascii")
+        self.host_header = parts.netloc.rpartition("@")[2].encode("ascii")  # no credentials
         self.timeout = timeout
         self.connect_timeout = min(timeout, connect_timeout)
         self._idle: list[_Connection] = []

@@ -279,6 +279,9 @@ def test_header_injection_is_refused_and_bad_request_ids_are_replaced() -> None:
         assert replaced != bad and len(replaced) == 32
     with pytest.raises(ValueError, match="http"):
         Upstream("ftp://host", timeout=1)
+    with_user = Upstream("http://user:secret@predictor.ns:8080", timeout=1)
+    assert b"Host: predictor.ns:8080\r\n" in with_user.request_bytes("/p", b"{}", {})
+    assert b"secret" not in with_user.request_bytes("/p", b"{}", {})
 
 
 @pytest.mark.parametrize(
