@@ -990,8 +990,9 @@ CLIENT_ERRORS = ("InvalidInput", "ModelNotFound", "RequestValidationError", "HTT
 
 def log_findings(servers: Servers, limit: int = 3) -> dict[str, Any]:
     """Tracebacks in the server logs by exception type, with the first few that are not a
-    client error (KServe logs every InvalidInput with its traceback), and prediction log
-    write failures (a request the log cannot store must be refused, not poison the log)."""
+    client error (the servers log client errors in one line, without a traceback), and
+    prediction log write failures (a request the log cannot store must be refused, not
+    poison the log)."""
     found: dict[str, Any] = {}
     for server in servers:
         types: Counter = Counter()

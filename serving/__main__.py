@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import sys
 
@@ -167,7 +168,12 @@ def serving_app(max_body_bytes: int, dataplane: Any = None, role: str = "model")
             problems.append(f"{_location(tuple(err.get('loc', ())))}: {msg}")
         return JSONResponse(status_code=400, content={"error": "; ".join(problems)})
 
-    async def serving_error(_: Any, exc: ServingError) -> JSONResponse:
+    async def serving_error(request: Any, exc: ServingError) -> JSONResponse:
+        # an unknown machine is the client's; the predictor or the store failing is ours
+        level = logging.WARNING if exc.http_status >= 500 else logging.INFO
+        logging.getLogger("serving.errors").log(
+            level, "%d %s %s: %s", exc.http_status, request.method, request.url.path, exc.message
+        )
         return JSONResponse(status_code=exc.http_status, content={"error": exc.message})
 
     async def http_error(_: Any, exc: HTTPException) -> JSONResponse:
@@ -205,7 +211,38 @@ def rest_server_class(access_log: bool, asgi_app: Any = None) -> type:
             if access_log:
                 super()._add_middlewares(app)
 
+        def _add_exception_handlers(self, app: Any) -> None:
+            super()._add_exception_handlers(app)
+            for kind, status in client_errors().items():
+                app.add_exception_handler(kind, client_error_handler(status))
+
     return ServingRESTServer
+
+
+def client_errors() -> dict[type, int]:
+    """The client's mistakes KServe answers, with their status."""
+    from kserve.errors import InvalidInput, ModelNotFound
+
+    return {InvalidInput: 400, ModelNotFound: 404}
+
+
+def client_error_handler(status: int) -> Any:
+    """KServe's answer to a client's mistake (``{"error": message}``), logged in one line.
+
+    KServe logs each one at ERROR with its traceback, thirty lines for a typo; under
+    bad traffic that buries the server's real errors. The metrics count them as
+    ``esteira_request_errors_total{kind="client"}``.
+    """
+    from fastapi.responses import JSONResponse
+
+    log = logging.getLogger("serving.errors")
+
+    async def handle(request: Any, exc: Exception) -> Any:
+        message = str(exc)
+        log.info("%d %s %s: %s", status, request.method, request.url.path, message[:300])
+        return JSONResponse(status_code=status, content={"error": message})
+
+    return handle
 
 
 def _inference_request(body: bytes) -> Any:
@@ -306,9 +343,18 @@ def readiness_dataplane(registry: Any) -> Any:
     return ServingDataPlane(model_registry=registry)
 
 
-def quiet_logs(access_log: bool) -> None:
-    import logging
+def configure_logs(access_log: bool) -> None:
+    """Our loggers write like KServe's (its handler, format and level); the per-request
+    access and timing logs only with ``--access-log``."""
+    from kserve.logging import configure_logging
 
+    configure_logging()  # KServe's format; ModelServer keeps it (it configures only once)
+    kserve_log = logging.getLogger("kserve")
+    for name in ("serving", "esteira"):
+        ours = logging.getLogger(name)
+        ours.handlers = list(kserve_log.handlers)
+        ours.setLevel(kserve_log.level or logging.INFO)
+        ours.propagate = False
     if not access_log:
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
@@ -383,7 +429,6 @@ def serve(
         enable_grpc=bool(grpc_port),
         enable_latency_logging=False,
     )
-    quiet_logs(access_log)  # after ModelServer configured logging
     server.dataplane = readiness_dataplane(server.registered_models)
     # --access-log logs from inside the FastAPI app, so it keeps V1 there too
     lane = server.dataplane if fast_lane and not access_log else None
@@ -420,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     http_port, grpc_port = ports(args, settings)
+    configure_logs(args.access_log)  # before loading, so the model's load is logged too
     model = build_model(args, settings)
     serve(
         model,

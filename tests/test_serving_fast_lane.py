@@ -104,6 +104,22 @@ def test_access_log_mode_logs_v1_requests_and_answers_the_same(
     assert access not in (predictors["logs"] / "predictor-fast.log").read_text()
 
 
+def test_client_mistakes_are_logged_in_one_line_and_the_load_is_logged(
+    world: World, predictors: dict
+) -> None:
+    path = f"/v1/models/{MODEL_NAME}:predict"
+    for lane in ("fast", "full"):
+        answer = httpx.post(predictors[lane] + path, json={"instances": []}, timeout=10)
+        assert answer.status_code == 400
+        missing = httpx.post(predictors[lane] + "/v1/models/nope:predict", json={}, timeout=10)
+        assert missing.status_code == 404
+        log = (predictors["logs"] / f"predictor-{lane}.log").read_text()
+        assert f"400 POST {path}: instances: is empty" in log
+        assert "404 POST /v1/models/nope:predict: Model with name nope does not exist" in log
+        assert "Traceback" not in log  # KServe's own handlers log thirty lines for each
+        assert f"loaded {MODEL_NAME} v1" in log and "array path, tree walk" in log
+
+
 def test_unknown_model_and_other_routes_are_unchanged(
     world: World, predictors: dict[str, str]
 ) -> None:

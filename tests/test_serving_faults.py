@@ -126,6 +126,10 @@ def test_predictor_down_is_503_quickly(world: World, servers: dict) -> None:
     assert response.status_code in (502, 503), response.text
     assert "predictor" in response.json()["error"]
     assert seconds < 5
+    log = (world.root / "transformer.log").read_text()
+    line = next(x for x in log.splitlines() if "serving.errors" in x and "predictor at" in x)
+    assert "WARNING" in line and f"{response.status_code} POST /v1/models/" in line
+    assert "Traceback" not in log
 
 
 def test_corrupt_model_keeps_the_predictor_unready_with_the_reason(servers: dict) -> None:
