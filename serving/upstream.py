@@ -124,6 +124,7 @@ class Upstream:
         self.timeout = timeout
         self.connect_timeout = min(timeout, connect_timeout)
         self._idle: list[_Connection] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pool belongs to
 
     def request_bytes(self, path: str, body: bytes, headers: dict[str, str]) -> bytes:
         lines = [
@@ -158,6 +159,9 @@ class Upstream:
         return status, content
 
     async def _acquire(self) -> tuple[_Connection, bool]:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # connections live in the loop that made them
+            self._loop, self._idle = loop, []
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()

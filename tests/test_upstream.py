@@ -107,6 +107,30 @@ def test_requests_reuse_one_connection_and_carry_body_and_headers() -> None:
     run(main())
 
 
+def test_a_client_used_from_a_new_event_loop_opens_new_connections() -> None:
+    import threading
+
+    async def serve_until(stop: threading.Event, ready: list) -> None:
+        async with Peer(echo) as peer:
+            ready.append(peer)
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+
+    stop, ready = threading.Event(), []
+    server = threading.Thread(target=asyncio.run, args=(serve_until(stop, ready),))
+    server.start()
+    try:
+        while not ready:
+            threading.Event().wait(0.01)
+        client = Upstream(ready[0].url, timeout=5)
+        for _ in range(2):  # each asyncio.run is a new loop; the old one is closed
+            assert asyncio.run(client.post("/p", b"{}", {})) == (200, b"{}")
+        assert ready[0].connections == 2
+    finally:
+        stop.set()
+        server.join(10)
+
+
 def test_concurrent_requests_each_get_their_own_answer() -> None:
     async def slow_echo(request: bytes, n: int) -> bytes:
         await asyncio.sleep(0.01 * (n % 3))
