@@ -204,8 +204,10 @@ class _DirectRead:
     def build(cls, store: Any, service: Any, odfvs: dict[str, Any]) -> _DirectRead | None:
         """None when the service needs something only the SDK path does, or the SDK is faster.
 
-        A store that batches every view into one round trip (Redis pipelines them) is
-        faster through the SDK; one that reads view by view anyway (SQLite) is not.
+        A store that batches every view into one round trip (Redis pipelines them)
+        keeps the SDK: read view by view, it would pay one network round trip per view
+        on a cluster. A store that reads view by view anyway (SQLite) saves the SDK's
+        per-call work.
         """
         from feast.infra.online_stores.online_store import OnlineStore
 
