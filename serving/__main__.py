@@ -39,6 +39,7 @@ from typing import Any  # noqa: E402
 import prometheus_client.values  # noqa: E402, F401
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+ERRORS_LOG = logging.getLogger("serving.errors")  # one line per error answer
 SWITCH_INTERVAL_SECONDS = 0.0005
 
 
@@ -171,7 +172,7 @@ def serving_app(max_body_bytes: int, dataplane: Any = None, role: str = "model")
     async def serving_error(request: Any, exc: ServingError) -> JSONResponse:
         # an unknown machine is the client's; the predictor or the store failing is ours
         level = logging.WARNING if exc.http_status >= 500 else logging.INFO
-        logging.getLogger("serving.errors").log(
+        ERRORS_LOG.log(
             level, "%d %s %s: %s", exc.http_status, request.method, request.url.path, exc.message
         )
         return JSONResponse(status_code=exc.http_status, content={"error": exc.message})
@@ -235,11 +236,9 @@ def client_error_handler(status: int) -> Any:
     """
     from fastapi.responses import JSONResponse
 
-    log = logging.getLogger("serving.errors")
-
     async def handle(request: Any, exc: Exception) -> Any:
         message = str(exc)
-        log.info("%d %s %s: %s", status, request.method, request.url.path, message[:300])
+        ERRORS_LOG.info("%d %s %s: %s", status, request.method, request.url.path, message[:300])
         return JSONResponse(status_code=status, content={"error": message})
 
     return handle

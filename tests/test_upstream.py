@@ -15,8 +15,6 @@ from serving import upstream as upstream_module
 from serving.transformer import Transformer, _request_id
 from serving.upstream import Upstream, UpstreamProtocolError
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
 
 class Peer:
     """A server on 127.0.0.1 that reads each request and answers with ``respond``."""
