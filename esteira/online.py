@@ -230,7 +230,12 @@ class _DirectRead:
             if odfv is None:
                 read(projection.name, names)
                 continue
-            if odfv.mode != "python" or odfv.aggregations or odfv.write_to_online_store:
+            if (
+                odfv.mode != "python"  # pandas mode runs through the SDK only
+                or odfv.singleton  # one row at a time, scalars out
+                or odfv.aggregations
+                or odfv.write_to_online_store
+            ):
                 return None
             inputs = []
             for source in odfv.source_feature_view_projections.values():
@@ -240,8 +245,6 @@ class _DirectRead:
                 inputs += [f.name for f in source.features]
             inputs += [f.name for r in odfv.source_request_sources.values() for f in r.schema]
             transforms.append((odfv, inputs, names))
-        if any(odfv.singleton for odfv, _, _ in transforms):
-            return None
         tables = [(store.get_feature_view(view), names) for view, names in reads.items()]
         if any([c.name for c in view.entity_columns] != [entity_key] for view, _ in tables):
             return None
@@ -262,7 +265,6 @@ class _DirectRead:
                 self._keys[i] = EntityKey(join_keys=[entity_key], entity_values=[value])
         keys = [self._keys[i] for i in ids]
         out: dict[str, list[Any]] = {}
-        given = dict(rows)  # request values the on-demand views read next to the features
         for table, names in self.tables:
             read = self.provider.online_read(self.config, table, keys, names)
             for name in names:
@@ -273,7 +275,8 @@ class _DirectRead:
                     for _, found in read
                 ]
         for odfv, inputs, names in self.odfvs:
-            computed = _transform(odfv, {n: out[n] if n in out else given[n] for n in inputs})
+            # features just read, and the request values next to them
+            computed = _transform(odfv, {n: out[n] if n in out else rows[n] for n in inputs})
             for name in names:
                 out[name] = list(computed[name])
         return out
