@@ -9,7 +9,7 @@ CONFIG  ?=
 CFG     := $(if $(CONFIG),--config $(CONFIG),)
 PERIOD  ?= drifted
 
-.PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load feast-serve clean
+.PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load soak feast-serve clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -66,6 +66,10 @@ fuzz: setup deps ## full fuzz run against predictor and transformer: dist/fuzz/s
 
 load: setup deps ## load test from a separate process: dist/load/summary.json
 	@$(PY) -m bench.load
+
+RUNS ?= 20
+soak: setup ## the training pipeline RUNS times in a row (20, small data): dist/soak/summary.json
+	@$(PY) -m bench.soak --runs $(RUNS)
 
 clean: ## remove generated outputs (keeps .venv)
 	rm -rf dist data local_outputs feature_repo/data

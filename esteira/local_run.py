@@ -90,6 +90,12 @@ class LocalRun:
     outputs: dict[str, dict[str, Any]]
     run_dir: str | None
     error: str | None = None
+    step_status: dict[str, str] = field(default_factory=dict)  # task -> SUCCESS / FAILURE
+
+    @property
+    def failed_step(self) -> str | None:
+        """The first task kfp.local marked as not successful, if any."""
+        return next((t for t, s in self.step_status.items() if s != "SUCCESS"), None)
 
 
 def run_pipeline(
@@ -134,6 +140,7 @@ def run_pipeline(
         outputs=task_outputs(run_dir) if run_dir else {},
         run_dir=str(run_dir) if run_dir else None,
         error=error,
+        step_status=dict(clock.status),
     )
 
 
