@@ -39,6 +39,7 @@ from components.features import EVENT_TS, compute_feature_tables
 from esteira.config import Settings
 from esteira.contract import Contract
 from esteira.errors import DataError, EsteiraError
+from esteira.parquet import read_parquet
 from esteira.registry import MODEL_FILE, ModelVersion, Registry
 from esteira.safe_load import load_model as load_safely
 
@@ -115,8 +116,8 @@ def _read_table(uri: str, settings: Settings) -> pd.DataFrame | None:
         options = s3_storage_options(settings.storage)
         if not s3fs.S3FileSystem(**options).exists(uri):
             return None
-        return pd.read_parquet(uri, storage_options=options)
-    return pd.read_parquet(uri) if Path(uri).is_file() else None
+        return read_parquet(uri, storage_options=options)
+    return read_parquet(uri) if Path(uri).is_file() else None
 
 
 def _utc(series: pd.Series) -> pd.Series:
@@ -220,10 +221,8 @@ def read_entity_rows(
     from esteira.storage import read_uri
 
     data = read_uri(uri, settings.storage)
-    if detect_format(uri) == "parquet":
-        rows = pd.read_parquet(io.BytesIO(data))
-    else:
-        rows = pd.read_csv(io.BytesIO(data))
+    is_parquet = detect_format(uri) == "parquet"
+    rows = read_parquet(data) if is_parquet else pd.read_csv(io.BytesIO(data))
     absent = [c for c in (contract.entity, EVENT_TS) if c not in rows.columns]
     if absent:
         raise DataError(uri, f"lacks columns {absent}", f"write {contract.entity} and {EVENT_TS}")

@@ -16,6 +16,7 @@ import pandas as pd
 from esteira.config import Settings
 from esteira.contract import Contract
 from esteira.errors import DataError
+from esteira.parquet import read_parquet
 from esteira.storage import read_uri
 
 
@@ -59,7 +60,7 @@ def parse_bytes(data: bytes, file_format: str, contract: Contract, source: str) 
         )
     if file_format == "parquet":
         try:
-            return pd.read_parquet(io.BytesIO(data))
+            return read_parquet(data)
         except Exception as exc:  # pyarrow raises several types for corrupt files
             raise DataError(
                 "data.source_uri",

@@ -15,6 +15,7 @@ from components.evaluate import score
 from esteira.champion import decide
 from esteira.config import Settings
 from esteira.drift import summarize_reference
+from esteira.parquet import read_parquet
 from esteira.registry import MODEL_FILE, ModelVersion, Registry
 from esteira.safe_load import load_model
 from esteira.storage import open_storage
@@ -52,7 +53,7 @@ def register_model(
     """A new registry version: the model, its lineage, and a drift reference of its training data."""
     info = json.loads((Path(model_dir) / "training.json").read_text())
     features = info["feature_names"]
-    training = pd.read_parquet(training_set_path, columns=features)
+    training = read_parquet(training_set_path, columns=features)
     metadata = {
         "metrics": metrics,
         "parameters": info["parameters"],

@@ -44,8 +44,6 @@ def batch_features(
     """Publish the new data's feature rows to Feast, then point-in-time features per entity row."""
     from collections import namedtuple
 
-    import pandas as pd
-
     from components import batch_predict as bp
     from components.feast_ops import apply_definitions
     from components.ingest import ingest
@@ -53,11 +51,12 @@ def batch_features(
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
     from esteira.kfp_support import guarded
+    from esteira.parquet import read_parquet
 
     with guarded("batch-features"):
         settings = settings_from_json(config)
         contract = load_contract(settings.features.repo_path)
-        raw = pd.read_parquet(data.path)
+        raw = read_parquet(data.path)
         if not history_uri:
             production = bp.production_version(registry_for(settings))
             history_uri = production.metadata.get("source_uri") or settings.data.source_uri
@@ -95,16 +94,15 @@ def batch_predict(
     """Score with the production model in chunks; write Parquet on the storage and log the rows."""
     from collections import namedtuple
 
-    import pandas as pd
-
     from components.batch_predict import DEFAULT_CHUNK_ROWS, score_and_write
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded
+    from esteira.parquet import read_parquet
 
     with guarded("batch-predict"):
         settings = settings_from_json(config)
         result = score_and_write(
-            settings, pd.read_parquet(features.path), chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS
+            settings, read_parquet(features.path), chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS
         )
         result.frame.to_parquet(predictions.path, index=False)
         summary = result.summary
@@ -148,15 +146,14 @@ def drift_check(
     """Drift of the logged features against production's reference: metrics, HTML and verdict."""
     from collections import namedtuple
 
-    import pandas as pd
-
     from components import monitor
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded, write_json
+    from esteira.parquet import read_parquet
 
     with guarded("drift-check"):
         settings = settings_from_json(config)
-        result, html = monitor.drift_check(settings, pd.read_parquet(predictions.path))
+        result, html = monitor.drift_check(settings, read_parquet(predictions.path))
         verdict = monitor.drift_verdict(result)
         features = monitor.feature_summary(result)
         metrics.log_metric("drift_share", round(result.drift_share, 6))
@@ -192,16 +189,15 @@ def live_performance(
     """Logged predictions against the labels that arrived since; degradation vs training."""
     from collections import namedtuple
 
-    import pandas as pd
-
     from components import monitor
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded, write_json
+    from esteira.parquet import read_parquet
 
     with guarded("live-performance"):
         settings = settings_from_json(config)
         result = monitor.live_performance(
-            pd.read_parquet(predictions.path), pd.read_parquet(labels.path), settings
+            read_parquet(predictions.path), read_parquet(labels.path), settings
         )
         for name, value in result.get("metrics", {}).items():
             if value is not None:
@@ -233,16 +229,15 @@ def retrain(config: str, new_data: Input[Dataset], mode: str, run: Output[Artifa
     import os
     from collections import namedtuple
 
-    import pandas as pd
-
     from components import monitor
     from esteira.config import settings_from_json
     from esteira.errors import EsteiraError
     from esteira.kfp_support import guarded
+    from esteira.parquet import read_parquet
 
     with guarded("retrain"):
         settings = settings_from_json(config)
-        data_uri = monitor.retraining_data(settings, pd.read_parquet(new_data.path))
+        data_uri = monitor.retraining_data(settings, read_parquet(new_data.path))
         os.makedirs(run.path, exist_ok=True)
         result = monitor.trigger_retraining(settings, mode, data_uri=data_uri, work_dir=run.path)
         run.metadata.update({"mode": result.mode, "status": result.status, "data_uri": data_uri})

@@ -35,17 +35,16 @@ def ingest(config: str, dataset: Output[Dataset]) -> str:
 @component
 def validate(config: str, dataset: Input[Dataset], report: Output[Metrics]):
     """Check the dataset contract; any violation fails the task and stops the pipeline."""
-    import pandas as pd
-
     from components.validate import validate as run
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
     from esteira.kfp_support import guarded
+    from esteira.parquet import read_parquet
 
     with guarded("validate"):
         settings = settings_from_json(config)
         result = run(
-            pd.read_parquet(dataset.path),
+            read_parquet(dataset.path),
             load_contract(settings.features.repo_path),
             settings.validation,
         )
@@ -60,18 +59,17 @@ def validate(config: str, dataset: Input[Dataset], report: Output[Metrics]):
 @component
 def compute_features(config: str, dataset: Input[Dataset], entities: Output[Dataset]) -> dict:
     """Write the Feast sources' tables; output the labelled entity rows for training."""
-    import pandas as pd
-
     from components.feast_ops import publish_sources
     from components.features import compute_feature_tables, label_frame
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
     from esteira.kfp_support import guarded
+    from esteira.parquet import read_parquet
 
     with guarded("compute-features"):
         settings = settings_from_json(config)
         contract = load_contract(settings.features.repo_path)
-        raw = pd.read_parquet(dataset.path)
+        raw = read_parquet(dataset.path)
         published = publish_sources(compute_feature_tables(raw, contract), settings)
         rows = label_frame(raw, contract, settings.features.sample_every_hours)
         rows.to_parquet(entities.path, index=False)
@@ -101,15 +99,14 @@ def build_training_set(
     """Point-in-time correct features for every labelled row, through the FeatureService."""
     from collections import namedtuple
 
-    import pandas as pd
-
     from components.feast_ops import build_training_set as run
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded
+    from esteira.parquet import read_parquet
 
     with guarded("build-training-set"):
         settings = settings_from_json(config)
-        result = run(pd.read_parquet(entities.path), settings)
+        result = run(read_parquet(entities.path), settings)
         result.frame.to_parquet(training_set.path, index=False)
         training_set.metadata.update(
             {
@@ -135,18 +132,17 @@ def train(
     import os
     from pathlib import Path
 
-    import pandas as pd
-
     from components.train import train_model
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
     from esteira.kfp_support import guarded, write_json
+    from esteira.parquet import read_parquet
     from esteira.safe_load import dump_model
 
     with guarded("train"):
         settings = settings_from_json(config)
         contract = load_contract(settings.features.repo_path)
-        frame = pd.read_parquet(training_set.path)
+        frame = read_parquet(training_set.path)
         features = list(training_set.metadata["feature_names"])
         result = train_model(
             frame,
@@ -191,11 +187,10 @@ def evaluate(
     import json
     from pathlib import Path
 
-    import pandas as pd
-
     from components.evaluate import score
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded
+    from esteira.parquet import read_parquet
     from esteira.report import render_metrics_html
     from esteira.safe_load import load_model
 
@@ -205,7 +200,7 @@ def evaluate(
         fitted = load_model(Path(model.path, "model.joblib"))
         result = score(
             fitted,
-            pd.read_parquet(holdout.path),
+            read_parquet(holdout.path),
             info["feature_names"],
             info["label"],
             settings.model,
@@ -271,15 +266,14 @@ def register(
 @component
 def promote(config: str, version: int, holdout: Input[Dataset], decision: Output[Artifact]) -> bool:
     """Champion/challenger on the same hold-out; move `production` only for a better model."""
-    import pandas as pd
-
     from components.lifecycle import champion_challenger
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded, write_json
+    from esteira.parquet import read_parquet
 
     with guarded("promote"):
         result = champion_challenger(
-            settings_from_json(config), version, pd.read_parquet(holdout.path)
+            settings_from_json(config), version, read_parquet(holdout.path)
         )
         write_json(decision.path, result)
         decision.metadata.update(result)

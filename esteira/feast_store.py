@@ -55,6 +55,7 @@ from feast.utils import (
 
 from esteira.config import Settings, resolve_path
 from esteira.errors import ConfigError
+from esteira.parquet import read_parquet
 
 FEATURE_STORE_YAML = "feature_store.yaml"
 DEFINITIONS_FILE = "definitions.py"
@@ -282,7 +283,7 @@ def read_source(
             }
         if source.file_options.s3_endpoint_override:
             options["client_kwargs"] = {"endpoint_url": source.file_options.s3_endpoint_override}
-    return pd.read_parquet(uri, columns=columns, storage_options=options)
+    return read_parquet(uri, columns=columns, storage_options=options)
 
 
 def _utc(series: pd.Series) -> pd.Series:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from esteira.parquet import read_parquet
 from esteira.storage import Storage
 
 PREFIX = "predictions"
@@ -80,7 +81,7 @@ def read_log(
         day = date.fromisoformat(segment.removeprefix("date="))
         if (start and day < start) or (end and day > end):
             continue
-        parts.append(pd.read_parquet(io.BytesIO(storage.get_bytes(key))))
+        parts.append(read_parquet(storage.get_bytes(key)))
     if not parts:
         return pd.DataFrame(columns=REQUIRED)
     return (

@@ -112,17 +112,16 @@ def _wait_ready(children: list[tuple[Child, str]], timeout: float) -> None:
 
 def _sample_machine(settings: Settings) -> tuple[int, dict[str, float]]:
     """A machine id the online store knows and plausible request-time values for it."""
-    import pandas as pd
-
     from esteira.contract import load_contract
     from esteira.feast_store import repo_dir, source_uri
+    from esteira.parquet import read_parquet
 
     contract = load_contract(repo_dir(settings))
     table = contract.features.rolling.table
     columns = [contract.entity, "event_timestamp"]
     means = {name: f"{col}_mean_3h" for name, col in contract.request.items()}
     try:
-        frame = pd.read_parquet(source_uri(settings, table), columns=columns + list(means.values()))
+        frame = read_parquet(source_uri(settings, table), columns=columns + list(means.values()))
     except Exception:  # S3 sources or a missing file: a generic sample still works
         return 1, {name: 0.0 for name in contract.request}
     last = frame.sort_values("event_timestamp").groupby(contract.entity).tail(1)
