@@ -283,7 +283,9 @@ def sources_end(settings: Settings) -> datetime:
         newest.append(pd.to_datetime(stamps.iloc[:, 0], utc=True).max())
     if not newest:
         raise ConfigError(
-            "features", "no feature views are registered", "run apply_definitions first"
+            "features",
+            "no feature views are registered",
+            "run the training pipeline (`make run`), which publishes and applies them",
         )
     return max(newest).to_pydatetime()
 

@@ -268,3 +268,16 @@ def test_direct_read_leaves_what_it_does_not_cover_to_the_sdk(repo: Path, fleet)
     for view in odfvs.values():
         view.singleton, view.mode = False, "pandas"  # a pandas-mode transform: the SDK's
     assert _DirectRead.build(store, service, odfvs) is None
+
+
+def test_materialize_command_mistakes_are_one_line(repo: Path, tmp_path: Path, capsys) -> None:
+    from esteira.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"features:\n  repo_path: {repo}\n")
+    base = ["--config", str(config), "features", "materialize"]
+    assert main([*base, "--end", "yesterday"]) == 2
+    assert "--end: 'yesterday' is not an ISO time" in capsys.readouterr().err
+    assert main([*base, "--full"]) == 2  # nothing applied yet
+    err = capsys.readouterr().err
+    assert "no feature views are registered" in err and "Traceback" not in err
