@@ -9,7 +9,7 @@ CONFIG  ?=
 CFG     := $(if $(CONFIG),--config $(CONFIG),)
 PERIOD  ?= drifted
 
-.PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load soak feast-serve clean
+.PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load soak feast-serve clean materialize
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ serve: setup deps ## serve the production model: transformer :8080 -> predictor 
 
 predict: setup ## send a sample request to the running transformer
 	@$(ESTEIRA) $(CFG) predict
+
+materialize: setup ## refill the online store from the offline sources (e.g. after a Redis restart)
+	@$(ESTEIRA) $(CFG) features materialize --full
 
 feast-serve: setup ## start `feast serve` on 127.0.0.1 for feature_repo/
 	@$(ESTEIRA) $(CFG) feast-serve

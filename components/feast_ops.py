@@ -22,8 +22,10 @@ from esteira.feast_store import (
     definitions_hash,
     feature_store,
     load_definitions,
+    read_sentinel,
     repo_dir,
     source_uri,
+    write_sentinel,
 )
 from esteira.storage import open_storage
 
@@ -281,7 +283,9 @@ def sources_end(settings: Settings) -> datetime:
         newest.append(pd.to_datetime(stamps.iloc[:, 0], utc=True).max())
     if not newest:
         raise ConfigError(
-            "features", "no feature views are registered", "run apply_definitions first"
+            "features",
+            "no feature views are registered",
+            "run the training pipeline (`make run`), which publishes and applies them",
         )
     return max(newest).to_pydatetime()
 
@@ -303,11 +307,16 @@ def materialize(
     online store can serve. Later runs are ``materialize_incremental``.
     ``full=True`` reloads the window for every view: for a new or emptied
     online store (e.g. switching to Redis), since the registry, which records
-    what was materialized, is shared by all online stores.
+    what was materialized, is shared by all online stores. An online store
+    without the sentinel (:func:`esteira.feast_store.read_sentinel`) lost its
+    data or never had it, so it is reloaded in full as well; the sentinel is
+    written last, once every view is loaded.
     """
     started = time.perf_counter()
     store = feature_store(settings)
     end = _aware(end or (sources_end(settings) + timedelta(seconds=1)))
+    emptied = read_sentinel(store) is None
+    full = full or emptied
     window: list[str] = []
     incremental: list[str] = []
     current: list[str] = []
@@ -323,8 +332,11 @@ def materialize(
             current.append(view.name)
     if incremental:
         store.materialize_incremental(end_date=end, feature_views=incremental)
+    write_sentinel(store, {"end": end.isoformat(), "time": datetime.now(UTC).isoformat()})
     return {
         "end": end.isoformat(),
+        "full": full,
+        "sentinel_was_absent": emptied,
         "window": sorted(window),
         "incremental": sorted(incremental),
         "up_to_date": sorted(current),

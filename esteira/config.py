@@ -46,6 +46,9 @@ class StorageSettings(_Section):
     prefix: str = ""
     region: str = "us-east-1"
     retries: int = Field(4, ge=0, le=10)
+    timeout_seconds: float = Field(
+        20.0, gt=0, le=600, description="s3 mode: how long to wait for each answer"
+    )
 
     @model_validator(mode="after")
     def _s3_needs_endpoint(self) -> StorageSettings:

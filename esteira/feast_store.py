@@ -20,16 +20,25 @@ The semantics are Feast's and a test checks them against the stock store:
 the latest row at or before the entity timestamp and within the view's TTL;
 an entity row whose entity has rows, but none inside the TTL, is dropped;
 an entity that the source does not know gets nulls.
+
+The online store's sentinel: every materialization ends by writing one key into the
+online store itself (a Redis key, or a row of its own table in the SQLite file). A
+store that lost its data (Redis restarted without persistence, a new SQLite file)
+lost the sentinel too, which is how serving tells "empty" from "unknown machine" and
+how :func:`components.feast_ops.materialize` knows to reload the whole window.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
@@ -212,6 +221,63 @@ def clear_cache() -> None:
     """Forget every cached FeatureStore (tests; after the repo moved)."""
     with _STORES_LOCK:
         _STORES.clear()
+
+
+# ---- the sentinel ------------------------------------------------------------------------
+SENTINEL_TABLE = "esteira_materialized"
+
+
+def _sentinel_key(store: FeatureStore) -> str:
+    return f"esteira:{store.project}:materialized"
+
+
+def write_sentinel(store: FeatureStore, info: dict[str, Any]) -> None:
+    """Record in the online store itself that a materialization completed."""
+    from feast.infra.online_stores.redis import RedisOnlineStore
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    online = store._get_provider().online_store
+    value = json.dumps(info, sort_keys=True)
+    if isinstance(online, RedisOnlineStore):
+        online._get_client(store.config.online_store).set(_sentinel_key(store), value)
+    elif isinstance(online, SqliteOnlineStore):
+        with closing(sqlite3.connect(SqliteOnlineStore._get_db_path(store.config))) as conn, conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {SENTINEL_TABLE} (project TEXT PRIMARY KEY, info TEXT)"
+            )
+            conn.execute(
+                f"INSERT OR REPLACE INTO {SENTINEL_TABLE} VALUES (?, ?)", (store.project, value)
+            )
+
+
+def read_sentinel(store: FeatureStore) -> dict[str, Any] | None:
+    """What the last materialization recorded; None when the online store has no sentinel.
+
+    Raises the store's connection errors when it cannot be reached. An online store of
+    another kind has no sentinel to check and counts as materialized (``{}``).
+    """
+    from feast.infra.online_stores.redis import RedisOnlineStore
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    online = store._get_provider().online_store
+    if isinstance(online, RedisOnlineStore):
+        value = online._get_client(store.config.online_store).get(_sentinel_key(store))
+        return None if value is None else json.loads(value)
+    if isinstance(online, SqliteOnlineStore):
+        path = Path(SqliteOnlineStore._get_db_path(store.config))
+        if not path.is_file():
+            return None
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            try:
+                row = conn.execute(
+                    f"SELECT info FROM {SENTINEL_TABLE} WHERE project = ?", (store.project,)
+                ).fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return None
+                raise
+        return None if row is None else json.loads(row[0])
+    return {}
 
 
 # ---- definitions -------------------------------------------------------------------------

@@ -24,16 +24,19 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import time
 from typing import Any
 
 import pandas as pd
 
 from esteira.config import Settings
 from esteira.errors import EsteiraError
-from esteira.feast_store import feature_store
+from esteira.feast_store import feature_store, read_sentinel
 
 DIRECT, SDK = "direct", "sdk"
 KEY_CACHE_SIZE = 100_000  # entity keys kept by the direct read (a fleet, not a stream)
+SENTINEL_RECHECK_SECONDS = 1.0  # a present sentinel is trusted this long (readiness, requests)
+REFILL = "run `esteira features materialize --full`"
 
 
 class UnknownEntityError(EsteiraError):
@@ -46,6 +49,10 @@ class MissingRequestValueError(EsteiraError):
 
 class OnlineStoreUnavailable(EsteiraError):
     """The online store (Redis, SQLite) cannot be reached."""
+
+
+class OnlineStoreEmpty(OnlineStoreUnavailable):
+    """The online store holds no materialization (new, or emptied by a restart)."""
 
 
 def _unavailable_errors() -> tuple[type[BaseException], ...]:
@@ -96,12 +103,42 @@ class OnlineFeatures:
         self._names = [ref.split(":", 1)[1] for ref in self._refs]
         self._direct = _DirectRead.build(self.store, service, odfvs) if path == DIRECT else None
         self.path = DIRECT if self._direct is not None else SDK
+        self._sentinel_seen = -float("inf")  # monotonic time the sentinel was last found
 
     @staticmethod
     def _describe(settings: Settings) -> str:
         if settings.features.online_store == "redis":
             return f"Redis at {settings.features.redis_connection}"
         return "the SQLite online store"
+
+    def empty_reason(self, *, fresh: bool = False) -> str | None:
+        """Why the online store cannot serve: its materialization sentinel is absent.
+
+        None when the sentinel is there (trusted for ``SENTINEL_RECHECK_SECONDS``
+        unless ``fresh``), and when the store cannot be asked (the lookup answers
+        that case itself). An absent sentinel is asked again on every call, so the
+        answer turns as soon as `esteira features materialize` wrote it.
+        """
+        now = time.monotonic()
+        if not fresh and now - self._sentinel_seen < SENTINEL_RECHECK_SECONDS:
+            return None
+        try:
+            present = read_sentinel(self.store) is not None
+        except _UNAVAILABLE:
+            self._sentinel_seen = now  # an outage is the lookup's to report, quickly
+            return None
+        if present:
+            self._sentinel_seen = now
+            return None
+        self._sentinel_seen = -float("inf")
+        return self._empty().message
+
+    def _empty(self) -> OnlineStoreEmpty:
+        return OnlineStoreEmpty(
+            f"features.online_store ({self._where})",
+            f"online store is empty: {REFILL} "
+            "(it holds no materialized values; a restart without persistence empties it)",
+        )
 
     @property
     def feature_names(self) -> list[str]:
@@ -161,7 +198,13 @@ class OnlineFeatures:
                 f"{self._where} cannot be reached ({type(exc).__name__}: {exc})",
                 "start the online store or fix features.redis_connection; lookups recover by themselves",
             ) from None
-        self._check_found(entity_ids, values)
+        try:
+            self._check_found(entity_ids, values)
+        except UnknownEntityError:
+            empty = self.empty_reason(fresh=True)  # emptied, rather than an unknown machine?
+            if empty:
+                raise self._empty() from None
+            raise
         return {name: values[name] for name in self._names}
 
     def lookup_frame(

@@ -18,6 +18,12 @@ files from two registrations.
 Aliases (``production``, ``staging``, any ``[a-z]+``) are replayed from the log;
 each move is appended with ``put_if_absent`` at the next sequence number and
 recomputed on a conflict, so concurrent moves are serialised, never lost.
+
+Lost answers: every write is unique to its writer (a claim, the marker and an alias
+move carry a fresh ``token``; files live under a claimed number), so the storage's
+idempotent ``put_if_absent`` knows a retried PUT that meets its own object. A
+registration therefore either returns the version it committed or fails with
+nothing visible; an alias move is appended once, never twice.
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ import json
 import os
 import re
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from esteira.errors import EsteiraError
+from esteira.errors import EsteiraError, StorageError
 from esteira.storage import LocalStorage, S3Storage
 
 Storage = LocalStorage | S3Storage
@@ -80,6 +87,11 @@ _MOVE_FIELDS = {f.name for f in fields(AliasMove)} - {"seq"}
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _token() -> str:
+    """A unique token for one write (how a retry tells its own object from another's)."""
+    return uuid.uuid4().hex
 
 
 def _actor() -> str:
@@ -157,7 +169,9 @@ class Registry:
             if (n := _parse_version(key.rsplit("/", 1)[-1])) is not None
         ]
         number = max(claimed, default=0) + 1
-        note = _to_json({"time": _now(), "actor": _actor(), "pid": os.getpid()}, "claim")
+        note = _to_json(
+            {"time": _now(), "actor": _actor(), "pid": os.getpid(), "token": _token()}, "claim"
+        )
         for _ in range(_MAX_ATTEMPTS):
             if self.storage.put_if_absent(f"{self.base}/claims/v{number}", note):
                 return number
@@ -177,8 +191,28 @@ class Registry:
             )
 
     def _commit(self, version: int) -> None:
-        """Write the marker that makes ``version`` visible; it is the last write."""
-        self._put_new(self._vkey(version, COMPLETE_MARKER), _to_json({"time": _now()}, "marker"))
+        """Write the marker that makes ``version`` visible; it is the last write.
+
+        The marker holds a fresh token. If the storage gives up (its answers keep getting
+        lost), the marker is read back once: this token there means committed; no marker
+        means nothing is visible; anything else cannot be decided and the error says so.
+        """
+        key = self._vkey(version, COMPLETE_MARKER)
+        marker = _to_json({"time": _now(), "token": _token()}, "marker")
+        try:
+            self._put_new(key, marker)
+        except StorageError as exc:
+            try:
+                there = self.storage.get_bytes(key) if self.storage.exists(key) else None
+            except StorageError:
+                raise StorageError(
+                    f"models/{self.name}/v{version}",
+                    f"the commit of v{version} is unknown: {exc.message}",
+                    f"check `esteira models list {self.name}` once the storage is back; "
+                    f"if v{version} is listed it is registered, else register again",
+                ) from None
+            if there != marker:
+                raise
 
     # ---- reading ---------------------------------------------------------------------------
     def _committed(self) -> list[int]:
@@ -346,7 +380,8 @@ class Registry:
                 kind=kind,
                 seq=seq,
             )
-            event = {k: v for k, v in asdict(move).items() if k != "seq"}
+            # the token makes this write unique, so a retried PUT knows its own event
+            event = {k: v for k, v in asdict(move).items() if k != "seq"} | {"token": _token()}
             if self.storage.put_if_absent(
                 f"{self.base}/aliases/{seq:08d}.json", _to_json(event, "alias")
             ):

@@ -4,10 +4,19 @@ Keys are '/'-separated paths relative to the storage root. Every write is
 atomic (a reader sees the old object or the new one, never a part), and
 ``put_if_absent`` is the one primitive the registry builds its locking on:
 ``O_EXCL``-style link on disk, ``If-None-Match: *`` on S3.
+
+``put_if_absent`` is idempotent on S3: when the answer to a PUT is lost (the
+connection is cut, the read times out) the PUT may still have been stored, so the
+retry can meet "already exists" (412) for its own write. A retry that meets 412
+compares the digest of the object there with what it meant to write and reports
+success when they are the same. Callers make their writes unique (the registry
+writes a fresh token into claims, commit markers and alias moves), so equal bytes
+mean "ours", never "someone else's".
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
@@ -131,7 +140,10 @@ class S3Storage:
         self.settings = settings
         self.bucket = settings.bucket
         self.prefix = _clean(settings.prefix)
-        http = PoolManager(timeout=Timeout(connect=2.0, read=20.0), retries=Retry(total=0))
+        read = settings.timeout_seconds
+        http = PoolManager(
+            timeout=Timeout(connect=min(2.0, read), read=read), retries=Retry(total=0)
+        )
         self.client = Minio(
             settings.endpoint,
             access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
@@ -176,23 +188,37 @@ class S3Storage:
         )
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create ``key`` with ``data`` unless it exists; True when this call's write is there."""
         from minio.error import S3Error
 
         self.ensure_bucket()
-        try:
-            self._call(
-                f"put {key}",
-                # minio-py has no public conditional PUT; its single-part PUT takes raw headers.
-                # Both MinIO and S3 answer 412 when the key already exists.
-                lambda: self.client._put_object(
-                    self.bucket, self._key(key), data, headers={"If-None-Match": "*"}
-                ),
+        attempts = 0
+
+        def put() -> None:
+            nonlocal attempts
+            attempts += 1
+            # minio-py has no public conditional PUT; its single-part PUT takes raw headers.
+            # Both MinIO and S3 answer 412 when the key already exists.
+            self.client._put_object(
+                self.bucket, self._key(key), data, headers={"If-None-Match": "*"}
             )
+
+        try:
+            self._call(f"put {key}", put)
             return True
         except S3Error as exc:
-            if exc.code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return False
-            raise
+            if exc.code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            # An earlier attempt whose answer was lost may have stored this very write.
+            return attempts > 1 and self._holds(key, data)
+
+    def _holds(self, key: str, data: bytes) -> bool:
+        """Whether the object at ``key`` has the digest of ``data``."""
+        try:
+            there = self.get_bytes(key)
+        except StorageError:
+            return False
+        return hashlib.sha256(there).digest() == hashlib.sha256(data).digest()
 
     def get_bytes(self, key: str) -> bytes:
         from minio.error import S3Error

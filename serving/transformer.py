@@ -21,6 +21,10 @@ Errors: a bad request is 400 naming the field; an unknown machine is 404 naming 
 id; the online store down is 503 (and the next request after it is back works, no
 restart); the predictor unreachable is 503, timing out 504, answering garbage or an
 error 502 (gRPC: NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED).
+
+An online store without its materialization sentinel (Redis restarted without its
+data) is empty, not a store of unknown machines: requests get 503 naming the refill
+command and readiness is false until `esteira features materialize --full` ran.
 """
 
 from __future__ import annotations
@@ -288,9 +292,12 @@ class Transformer(Model):
         return self.ready
 
     async def healthy(self) -> bool:
-        if self.ready:
-            return True
-        raise TransformerNotReady(self.name, self.failure or "still loading")
+        if not self.ready:
+            raise TransformerNotReady(self.name, self.failure or "still loading")
+        empty = self.online.empty_reason()  # readiness and each request: 503, not 404
+        if empty:
+            raise unavailable(empty)
+        return True
 
     @property
     def upstream(self) -> Upstream:

@@ -14,10 +14,11 @@ from esteira.config import Settings
 from esteira.contract import load_contract
 from esteira.data import generate_fleet
 from esteira.errors import DataError
-from esteira.feast_store import feature_store, repo_config
+from esteira.feast_store import feature_store, read_sentinel, repo_config
 from esteira.online import (
     MissingRequestValueError,
     OnlineFeatures,
+    OnlineStoreEmpty,
     OnlineStoreUnavailable,
     UnknownEntityError,
 )
@@ -159,7 +160,9 @@ def test_training_and_online_agree_on_sqlite_and_redis(repo: Path, fleet, redis_
     sqlite = settings_for(repo)
     redis = settings_for(repo, online_store="redis", redis_connection=redis_server.connection)
     ready(sqlite, tables)
+    assert read_sentinel(feature_store(sqlite)) is None  # sentinel only after materialize
     assert feast_ops.materialize(sqlite)["window"] == sorted(tables)
+    assert read_sentinel(feature_store(sqlite))["end"]
     assert feast_ops.materialize(sqlite)["up_to_date"] == sorted(tables)  # nothing new
     feast_ops.materialize(redis, full=True)
 
@@ -237,7 +240,15 @@ def test_online_lookup_errors_and_redis_recovery(repo: Path, fleet, redis_server
     with pytest.raises(OnlineStoreUnavailable, match="features.online_store"):
         online.lookup([1], request)
     redis_server.start()  # a fresh, empty Redis on the same port
-    feast_ops.materialize(settings, full=True)
+    refill = "online store is empty: run `esteira features materialize --full`"
+    with pytest.raises(OnlineStoreEmpty) as empty:  # not "unknown machine"
+        online.lookup([1], request)
+    assert refill in empty.value.message and "Redis at" in empty.value.message
+    assert refill in online.empty_reason()
+    # the pipeline's own (incremental) materialize sees the missing sentinel and reloads all
+    again = feast_ops.materialize(settings)
+    assert again["sentinel_was_absent"] and again["full"] and again["window"] == sorted(tables)
+    assert online.empty_reason() is None
     assert online.lookup([1], request)["age"] == online.lookup([1], request)["age"]
     assert online.lookup([2], request)["model"][0].startswith("model")
 
@@ -257,3 +268,16 @@ def test_direct_read_leaves_what_it_does_not_cover_to_the_sdk(repo: Path, fleet)
     for view in odfvs.values():
         view.singleton, view.mode = False, "pandas"  # a pandas-mode transform: the SDK's
     assert _DirectRead.build(store, service, odfvs) is None
+
+
+def test_materialize_command_mistakes_are_one_line(repo: Path, tmp_path: Path, capsys) -> None:
+    from esteira.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"features:\n  repo_path: {repo}\n")
+    base = ["--config", str(config), "features", "materialize"]
+    assert main([*base, "--end", "yesterday"]) == 2
+    assert "--end: 'yesterday' is not an ISO time" in capsys.readouterr().err
+    assert main([*base, "--full"]) == 2  # nothing applied yet
+    err = capsys.readouterr().err
+    assert "no feature views are registered" in err and "Traceback" not in err

@@ -230,6 +230,15 @@ def test_writable_paths_are_emptydirs(rendered: dict[str, list[Obj]], overlay: s
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_redis_persists_its_data(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    redis = only(rendered[overlay], "Deployment", "esteira-redis")["spec"]["template"]["spec"]
+    args = redis["containers"][0]["args"]
+    options = dict(zip(args[1::2], args[2::2], strict=False))
+    # AOF on, or RDB snapshots with a schedule: a restarted container reloads its data
+    assert options.get("--appendonly") == "yes" or options.get("--save", "") != ""
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_images_are_pinned(rendered: dict[str, list[Obj]], overlay: str) -> None:
     for label, _, containers in pod_specs(rendered[overlay]):
         for c in containers:

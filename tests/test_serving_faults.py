@@ -78,6 +78,7 @@ def servers(world: World, corrupt_store: Path):
         yield {
             "predictor": predictor,
             "transformer": f"http://127.0.0.1:{t_http}/v1/models/{MODEL_NAME}:predict",
+            "transformer_ready": f"http://127.0.0.1:{t_http}/v2/health/ready",
             "corrupt": f"http://127.0.0.1:{c_http}",
         }
     finally:
@@ -118,6 +119,36 @@ def test_online_store_down_is_503_and_recovers_without_restart(
         time.sleep(0.2)
     assert again.status_code == 200, again.text
     assert again.json()["predictions"] == ok.json()["predictions"]
+
+
+def test_an_emptied_online_store_is_503_naming_the_refill_until_materialized(
+    world: World, servers: dict, redis: RedisServer, capsys: pytest.CaptureFixture
+) -> None:
+    from esteira.cli import main
+
+    refill = "online store is empty: run `esteira features materialize --full`"
+    ok, _ = _ask(world, servers["transformer"])
+    assert ok.status_code == 200, ok.text
+    redis.stop()  # a restart without data: no RDB file, no AOF
+    (redis.workdir / "dump.rdb").unlink(missing_ok=True)
+    redis.start()
+    deadline = time.monotonic() + 10
+    while True:  # the first call may meet the pool's dead connection
+        empty, _ = _ask(world, servers["transformer"])
+        if refill in empty.text or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert empty.status_code == 503 and refill in empty.json()["error"], empty.text
+    ready = httpx.get(servers["transformer_ready"], timeout=5)
+    assert ready.status_code == 503 and refill in ready.json()["error"], ready.text
+
+    assert main(["--config", str(world.config_path), "features", "materialize", "--full"]) == 0
+    assert '"full": true' in capsys.readouterr().out
+
+    again, _ = _ask(world, servers["transformer"])  # same server process: no restart
+    assert again.status_code == 200, again.text
+    assert again.json()["predictions"] == ok.json()["predictions"]
+    assert httpx.get(servers["transformer_ready"], timeout=5).status_code == 200
 
 
 def test_predictor_down_is_503_quickly(world: World, servers: dict) -> None:
