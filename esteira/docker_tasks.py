@@ -17,7 +17,8 @@ mounted at the same path, so relative and absolute paths mean the same inside an
 
 Users and permissions, both ways: a non-root caller's tasks run as the caller's uid:gid,
 so each side owns and can read what the other wrote. Under root, tasks run as the image's
-non-root user and the writable mounts are handed to that uid (root reads them anyway).
+non-root user and the mounted paths are handed to that uid (root reads them anyway; a
+0600 file the host wrote is readable inside only that way).
 """
 
 from __future__ import annotations
@@ -232,9 +233,9 @@ def _hand_over(paths: list[Path], uid: int, gid: int) -> None:
 
 def docker_runner(pipeline: Any, settings: Settings, root: Path, errors_dir: Path) -> Any:
     """A ``DockerRunner`` for ``pipeline``; EsteiraError when the engine or an image is missing."""
-    import docker
     from kfp import local
 
+    import docker
     from esteira import engine
 
     client = engine.client()
@@ -269,5 +270,5 @@ def docker_runner(pipeline: Any, settings: Settings, root: Path, errors_dir: Pat
         if len(users) == 1:
             uid, gid = users.pop()
             errors_dir.mkdir(parents=True, exist_ok=True)
-            _hand_over([root, *writable], uid, gid)
+            _hand_over([root, *writable, *(p for p in read_only if p.exists())], uid, gid)
     return local.DockerRunner(**options)

@@ -125,14 +125,15 @@ def load_compiled(path: str | Path) -> Any:
     return components.load_component_from_file(str(path))
 
 
-def yaml_config(pipeline: Any, arguments: dict[str, Any]) -> Settings:
-    """The settings the tasks will see: the ``config`` argument, else the YAML's default."""
+def yaml_config(pipeline: Any, arguments: dict[str, Any], fallback: Settings) -> Settings:
+    """The settings the tasks will see: the ``config`` argument, else the YAML's default
+    (``fallback`` for a pipeline without a ``config`` input)."""
     from esteira.config import settings_from_json
 
     config = arguments.get("config")
     if config is None:
         spec = pipeline.component_spec.inputs or {}
-        config = spec["config"].default if "config" in spec else settings_to_json(Settings())
+        config = spec["config"].default if "config" in spec else settings_to_json(fallback)
     return settings_from_json(config).resolved()
 
 
@@ -170,7 +171,7 @@ def run_pipeline(
     ledger = docker_tasks.TaskLedger(errors_dir)
     if runner == "docker":
         task_runner = docker_tasks.docker_runner(
-            pipeline, yaml_config(pipeline, arguments), root, errors_dir
+            pipeline, yaml_config(pipeline, arguments, settings), root, errors_dir
         )
     else:
         task_runner = local.SubprocessRunner(use_venv=False)
