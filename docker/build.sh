@@ -10,7 +10,7 @@
 # builder (no buildx here) with --network host (the private daemon has no bridge).
 # The build host's CA bundle ($ESTEIRA_BUILD_CA, else $SSL_CERT_FILE, else Debian's bundle) is
 # copied to docker/.build/host-ca.crt and read only by the build stages, which are discarded.
-# Writes dist/images/images.json (references, ids, sizes, build seconds).
+# Writes dist/images/images.json (references, ids, sizes, build seconds; $ESTEIRA_IMAGES_OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +23,7 @@ fi
 if [[ ${ESTEIRA_ENGINE_START:-1} == 0 ]]; then
   # only use an engine that already answers (tests, CI with a given DOCKER_HOST)
   host=$(docker/engine.sh status) || {
-    echo "error: no Docker engine answers; run \`make images\` (it starts one)" >&2
+    echo "error: no Docker engine answers and ESTEIRA_ENGINE_START=0; start one (docker/engine.sh up) or set DOCKER_HOST" >&2
     exit 1
   }
 else
@@ -52,12 +52,14 @@ fi
 mkdir -p docker/.build
 cp "$CA" docker/.build/host-ca.crt
 
+OUT=${ESTEIRA_IMAGES_OUT:-dist/images}
+mkdir -p "$OUT"
 started=$(date +%s)
 for pair in "docker/Dockerfile=$COMPONENT" "docker/serving.Dockerfile=$SERVING"; do
   file=${pair%%=*} ref=${pair#*=}
   echo "== building $ref ($file, FROM $BASE)"
   t0=$(date +%s)
-  log=docker/.build/$(basename "$file").log
+  log=$OUT/$(basename "$file").log
   if ! docker build --network host --build-arg "BASE_IMAGE=$BASE" -f "$file" -t "$ref" . 2>&1 \
     | tee "$log" | grep --line-buffered -E '^Step [0-9]+/[0-9]+ : (FROM|RUN|COPY --from)'; then
     echo "error: building $ref failed; the end of $log:" >&2
@@ -68,16 +70,15 @@ for pair in "docker/Dockerfile=$COMPONENT" "docker/serving.Dockerfile=$SERVING";
 done
 seconds=$(( $(date +%s) - started ))
 
-mkdir -p dist/images
-"$PY" - "$COMPONENT" "$SERVING" "$BASE" "$seconds" <<'PYEOF'
+"$PY" - "$COMPONENT" "$SERVING" "$BASE" "$seconds" "$OUT" <<'PYEOF'
 import json, subprocess, sys
-component, serving, base, seconds = sys.argv[1:]
+component, serving, base, seconds, out = sys.argv[1:]
 rows = []
 for role, ref in (("component", component), ("serving", serving), ("base", base)):
-    out = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}} {{.Size}}", ref],
+    fields = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}} {{.Size}}", ref],
                          check=True, capture_output=True, text=True).stdout.split()
-    rows.append({"role": role, "reference": ref, "id": out[0], "size_mb": round(int(out[1]) / 1e6)})
-with open("dist/images/images.json", "w") as f:
+    rows.append({"role": role, "reference": ref, "id": fields[0], "size_mb": round(int(fields[1]) / 1e6)})
+with open(f"{out}/images.json", "w") as f:
     json.dump({"images": rows, "build_seconds": int(seconds)}, f, indent=2)
 for r in rows:
     print(f"{r['role']:<10} {r['reference']:<50} {r['size_mb']:>6} MB  {r['id']}")

@@ -20,8 +20,15 @@ RUN python3 -m pip install --break-system-packages "uv==0.13.9"
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 COPY docker/slim-venv.sh /tmp/slim-venv.sh
-# --only-group: the group's packages at the lock's versions, not the project's own dependencies
-RUN uv sync --frozen --no-dev --only-group serving && sh /tmp/slim-venv.sh /app/.venv
+# --only-group: the group's packages at the lock's versions, not the project's own dependencies.
+# Left out, as nothing on the serving path imports them (tests/test_containers.py imports the
+# serving modules in the image): mypy (a dependency of feast's tooling), pillow, pycryptodome,
+# and pyarrow's Flight RPC library.
+RUN uv sync --frozen --no-dev --only-group serving \
+      --no-install-package mypy --no-install-package pillow --no-install-package pycryptodome \
+ && sh /tmp/slim-venv.sh /app/.venv \
+ && rm -f /app/.venv/lib/python3*/site-packages/pyarrow/libarrow_flight.so* \
+          /app/.venv/lib/python3*/site-packages/pyarrow/_flight*.so
 
 # ---- runtime: the .venv and the sources serving imports, run as uid 10001 ------------------
 FROM ${BASE_IMAGE}
