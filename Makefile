@@ -8,8 +8,9 @@ UV      := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 CONFIG  ?=
 CFG     := $(if $(CONFIG),--config $(CONFIG),)
 PERIOD  ?= drifted
+RUNNER  ?= subprocess
 
-.PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load soak feast-serve clean materialize
+.PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load soak feast-serve clean materialize images-down
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -28,8 +29,8 @@ deps: ## Debian packages the tests use (redis-server), installed when missing
 
 setup: .venv/.synced ## create .venv from the lock
 
-run: setup ## generate data if absent and run the training pipeline locally (kfp.local)
-	@$(ESTEIRA) $(CFG) run training
+run: setup ## compile, then run dist/pipelines/training.yaml locally (kfp.local; RUNNER=subprocess|docker)
+	@$(ESTEIRA) $(CFG) run training --runner $(RUNNER)
 
 test: setup deps ## the test suite
 	@$(PY) -m pytest -q
@@ -40,8 +41,11 @@ lint: setup ## ruff
 compile: setup ## compile every pipeline to dist/pipelines/<name>.yaml
 	@$(ESTEIRA) $(CFG) compile
 
-images: ## build the component/serving images (needs a Docker engine)
-	@./docker/build.sh
+images: setup ## build the component and serving images offline (starts a private Docker engine)
+	@./docker/build.sh $(CONFIG)
+
+images-down: ## stop the private Docker engine `make images` started
+	@./docker/engine.sh down
 
 manifests: setup ## render and validate kustomize overlays into dist/manifests/
 	@$(ESTEIRA) $(CFG) manifests

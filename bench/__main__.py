@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("online", "serving", "batch")
+BENCHES = ("online", "serving", "batch", "containers")
 OUT = Path("dist/bench")
 
 
@@ -64,7 +64,25 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             f"| {name} | {m.get('p50_ms', '')} | {m.get('p99_ms', '')} | {f'{rate:,.0f} {unit}' if rate else ''} |"
         )
     notes = [f"- {k}: {v}" for k, v in results.items() if isinstance(v, str)]
-    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+    return "\n".join(lines + ([""] + notes if notes else []) + containers_table(results)) + "\n"
+
+
+def containers_table(results: dict[str, Any]) -> list[str]:
+    c = results.get("containers")
+    if not isinstance(c, dict):
+        return []
+    lines = ["", "| image | MB | target MB |", "|---|---:|---:|"]
+    lines += [
+        f"| {i['reference']} | {i['size_mb']} | {i['target_mb']} |" for i in c["images"].values()
+    ]
+    lines += ["", "| training run (small) | wall s | ROC AUC |", "|---|---:|---:|"]
+    lines += [f"| {k} | {r['wall_s']} | {r['roc_auc']} |" for k, r in c["pipeline"].items()]
+    lines += [
+        "",
+        f"docker/subprocess {c['docker_over_subprocess']}x (target <= 1.2x); "
+        f"first docker run / warm {c['first_over_warm']}x (target <= 1.2x)",
+    ]
+    return lines
 
 
 def main() -> int:

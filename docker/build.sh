@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Build the component image and the serving image with references from the esteira config.
 #   ./docker/build.sh [CONFIG.yaml]      (ESTEIRA_IMAGE__* environment variables also apply)
-# component: <registry>/<name>:<tag>      docker/Dockerfile
+# component: <registry>/<name>:<tag>          docker/Dockerfile
 # serving:   <registry>/<name>-serving:<tag>  docker/serving.Dockerfile
+# base:      image.base: pulled, or built from Debian packages when no registry answers
+#
+# Works with no registry reachable: docker/engine.sh finds or starts an engine (installing
+# Debian's docker.io when needed), docker/base.sh provides the base. Builds use the legacy
+# builder (no buildx here) with --network host (the private daemon has no bridge).
+# The build host's CA bundle ($ESTEIRA_BUILD_CA, else $SSL_CERT_FILE, else Debian's bundle) is
+# copied to docker/.build/host-ca.crt and read only by the build stages, which are discarded.
+# Writes dist/images/images.json (references, ids, sizes, build seconds; $ESTEIRA_IMAGES_OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,24 +20,67 @@ if [[ ! -x "$PY" ]]; then
   exit 1
 fi
 
-if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
-  echo "error: no Docker engine here (\`docker info\` failed); images are built in CI where one exists" >&2
-  exit 1
+if [[ ${ESTEIRA_ENGINE_START:-1} == 0 ]]; then
+  # only use an engine that already answers (tests, CI with a given DOCKER_HOST)
+  host=$(docker/engine.sh status) || {
+    echo "error: no Docker engine answers and ESTEIRA_ENGINE_START=0; start one (docker/engine.sh up) or set DOCKER_HOST" >&2
+    exit 1
+  }
+else
+  host=$(docker/engine.sh up | tail -n 1)
 fi
+export "${host?}"
+export DOCKER_BUILDKIT=0
 
 refs=$(
   "$PY" - "${1:-}" <<'PYEOF'
 import sys
 from esteira.config import load_settings
 image = load_settings(sys.argv[1] or None).image
-base = f"{image.registry.rstrip('/')}/{image.name}"
-print(image.reference, f"{base}-serving:{image.tag}")
+print(image.reference, image.serving_reference, image.base)
 PYEOF
 )
-read -r COMPONENT SERVING <<<"$refs"
+read -r COMPONENT SERVING BASE <<<"$refs"
 
-echo "== building $COMPONENT"
-docker build -f docker/Dockerfile -t "$COMPONENT" .
-echo "== building $SERVING"
-docker build -f docker/serving.Dockerfile -t "$SERVING" .
-echo "built: $COMPONENT $SERVING"
+docker/base.sh "$BASE"
+
+CA=${ESTEIRA_BUILD_CA:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}
+if [[ ! -s $CA ]]; then
+  echo "error: no CA bundle at $CA; set ESTEIRA_BUILD_CA to the build host's bundle" >&2
+  exit 1
+fi
+mkdir -p docker/.build
+cp "$CA" docker/.build/host-ca.crt
+
+OUT=${ESTEIRA_IMAGES_OUT:-dist/images}
+mkdir -p "$OUT"
+started=$(date +%s)
+for pair in "docker/Dockerfile=$COMPONENT" "docker/serving.Dockerfile=$SERVING"; do
+  file=${pair%%=*} ref=${pair#*=}
+  echo "== building $ref ($file, FROM $BASE)"
+  t0=$(date +%s)
+  log=$OUT/$(basename "$file").log
+  if ! docker build --network host --build-arg "BASE_IMAGE=$BASE" -f "$file" -t "$ref" . 2>&1 \
+    | tee "$log" | grep --line-buffered -E '^Step [0-9]+/[0-9]+ : (FROM|RUN|COPY --from)'; then
+    echo "error: building $ref failed; the end of $log:" >&2
+    tail -n 30 "$log" >&2
+    exit 1
+  fi
+  echo "   $ref built in $(( $(date +%s) - t0 )) s"
+done
+seconds=$(( $(date +%s) - started ))
+
+"$PY" - "$COMPONENT" "$SERVING" "$BASE" "$seconds" "$OUT" <<'PYEOF'
+import json, subprocess, sys
+component, serving, base, seconds, out = sys.argv[1:]
+rows = []
+for role, ref in (("component", component), ("serving", serving), ("base", base)):
+    fields = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}} {{.Size}}", ref],
+                         check=True, capture_output=True, text=True).stdout.split()
+    rows.append({"role": role, "reference": ref, "id": fields[0], "size_mb": round(int(fields[1]) / 1e6)})
+with open(f"{out}/images.json", "w") as f:
+    json.dump({"images": rows, "build_seconds": int(seconds)}, f, indent=2)
+for r in rows:
+    print(f"{r['role']:<10} {r['reference']:<50} {r['size_mb']:>6} MB  {r['id']}")
+print(f"built in {seconds} s; engine {__import__('os').environ['DOCKER_HOST']}")
+PYEOF

@@ -105,10 +105,19 @@ class ImageSettings(_Section):
     registry: str = "ghcr.io/esteira"
     name: str = "esteira"
     tag: str = "0.1.0"
+    # FROM of both images; pulled when a registry answers, else built from Debian packages
+    # and tagged locally under this name (docker/base.sh)
+    base: str = "python:3.11.11-slim-bookworm"
 
     @property
     def reference(self) -> str:
+        """The component image (every KFP task runs in it)."""
         return f"{self.registry.rstrip('/')}/{self.name}:{self.tag}"
+
+    @property
+    def serving_reference(self) -> str:
+        """The predictor/transformer image (`python -m serving`)."""
+        return f"{self.registry.rstrip('/')}/{self.name}-serving:{self.tag}"
 
 
 class KServeSettings(_Section):

@@ -1,8 +1,20 @@
 """Run a pipeline on this machine with kfp.local: no cluster, same components.
 
-Tasks run as subprocesses of this venv (``SubprocessRunner(use_venv=False)``), so
-nothing is installed at run time. Per-task wall time comes from kfp.local's own
-log records; the summary is read from the tasks' executor outputs.
+What runs is the compiled YAML (``<root>/../pipelines/<name>.yaml``, i.e.
+``dist/pipelines/<name>.yaml`` for the default root), loaded with kfp's own loader
+(``kfp.components.load_component_from_file``), never the Python pipeline function: the
+artifact a user uploads to Kubeflow is the one that was run. Its ``config`` default is
+the configuration the tasks see.
+
+Two runners (``esteira run --runner``):
+
+- ``subprocess``: tasks are subprocesses of this venv (``SubprocessRunner(use_venv=False)``).
+- ``docker``: tasks run in the image named in the YAML under kfp.local's ``DockerRunner``
+  (:mod:`esteira.docker_tasks`: mounts, host network, users and permissions, container ids).
+
+With either runner a task that exits 0 without writing its declared outputs fails the run
+(kfp.local would count it a success). Per-task wall time comes from kfp.local's own log
+records; the summary is read from the tasks' executor outputs.
 """
 
 from __future__ import annotations
@@ -91,11 +103,44 @@ class LocalRun:
     run_dir: str | None
     error: str | None = None
     step_status: dict[str, str] = field(default_factory=dict)  # task -> SUCCESS / FAILURE
+    runner: str = "subprocess"
+    pipeline_yaml: str | None = None
+    # task -> {"image", "container_id", "exit_code"} (docker runner)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def failed_step(self) -> str | None:
         """The first task kfp.local marked as not successful, if any."""
         return next((t for t, s in self.step_status.items() if s != "SUCCESS"), None)
+
+
+RUNNERS = ("subprocess", "docker")
+
+
+def compiled_pipeline(name: str, settings: Settings, out_dir: str | Path) -> Path:
+    """Compile ``name`` with ``settings`` to ``out_dir/<name>.yaml`` (what `esteira compile` writes)."""
+    from esteira.compile import compile_pipeline
+
+    return compile_pipeline(name, settings, out_dir)
+
+
+def load_compiled(path: str | Path) -> Any:
+    """The pipeline in a compiled YAML, through kfp's own loader."""
+    from kfp import components
+
+    return components.load_component_from_file(str(path))
+
+
+def yaml_config(pipeline: Any, arguments: dict[str, Any], fallback: Settings) -> Settings:
+    """The settings the tasks will see: the ``config`` argument, else the YAML's default
+    (``fallback`` for a pipeline without a ``config`` input)."""
+    from esteira.config import settings_from_json
+
+    config = arguments.get("config")
+    if config is None:
+        spec = pipeline.component_spec.inputs or {}
+        config = spec["config"].default if "config" in spec else settings_to_json(fallback)
+    return settings_from_json(config).resolved()
 
 
 def run_pipeline(
@@ -104,28 +149,47 @@ def run_pipeline(
     arguments: dict[str, Any] | None = None,
     *,
     root: str | Path = "dist/local_outputs",
+    runner: str = "subprocess",
+    pipeline_yaml: str | Path | None = None,
 ) -> LocalRun:
-    """Run pipeline ``name`` locally; a failing task becomes ``status='failed'`` with its message."""
+    """Run pipeline ``name`` locally from its compiled YAML.
+
+    ``pipeline_yaml`` runs that file as it is; otherwise ``settings`` are compiled to
+    ``<root>/../pipelines/<name>.yaml`` first. A failing task becomes ``status='failed'``
+    with its message; an unusable runner (no engine, missing image) raises EsteiraError.
+    """
     from kfp import local
 
-    from esteira.compile import load_pipeline
+    from esteira import docker_tasks
 
-    settings = settings.resolved()
+    if runner not in RUNNERS:
+        raise EsteiraError("--runner", f"unknown runner {runner!r}", f"use one of {list(RUNNERS)}")
     root = Path(root).resolve()
+    if pipeline_yaml is None:
+        pipeline_yaml = compiled_pipeline(name, settings, root.parent / "pipelines")
+    pipeline_yaml = Path(pipeline_yaml).resolve()
+    pipeline = load_compiled(pipeline_yaml)
+    arguments = dict(arguments or {})
     errors_dir = root / ERRORS
     shutil.rmtree(errors_dir, ignore_errors=True)
-    before = set(root.iterdir()) if root.exists() else set()
-    pipeline = load_pipeline(name, settings)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
-    )
+    root.mkdir(parents=True, exist_ok=True)
+    before = set(root.iterdir())
+    ledger = docker_tasks.TaskLedger(errors_dir)
+    if runner == "docker":
+        task_runner = docker_tasks.docker_runner(
+            pipeline, yaml_config(pipeline, arguments, settings), root, errors_dir
+        )
+    else:
+        task_runner = local.SubprocessRunner(use_venv=False)
+    local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
     clock = StepClock()
     logging.getLogger().addFilter(clock)
     os.environ[ERRORS_DIR_ENV] = str(errors_dir)
     started = time.monotonic()
     status, error = "ok", None
     try:
-        pipeline(config=settings_to_json(settings), **(arguments or {}))
+        with docker_tasks.checked_tasks(ledger):
+            pipeline(**arguments)
     except RuntimeError as exc:
         status, error = "failed", _task_error(errors_dir) or _ANSI.sub("", str(exc))
     finally:
@@ -141,6 +205,9 @@ def run_pipeline(
         run_dir=str(run_dir) if run_dir else None,
         error=error,
         step_status=dict(clock.status),
+        runner=runner,
+        pipeline_yaml=str(pipeline_yaml),
+        tasks=ledger.tasks,
     )
 
 

@@ -61,6 +61,10 @@ def summarize(run: LocalRun) -> dict[str, Any]:
             "materialized": param("materialize", "Output"),
         },
         "run_dir": run.run_dir,
+        "runner": run.runner,
+        "pipeline_yaml": run.pipeline_yaml,
+        # per task: the image and container it ran in (docker runner)
+        "tasks": run.tasks,
     }
     if model_uri:
         summary["registry"] = {
@@ -83,10 +87,15 @@ def summarize(run: LocalRun) -> dict[str, Any]:
 
 
 def run_training(
-    settings: Settings, out_dir: str | Path = "dist/run", *, root: str | Path = "dist/local_outputs"
+    settings: Settings,
+    out_dir: str | Path = "dist/run",
+    *,
+    root: str | Path = "dist/local_outputs",
+    runner: str = "subprocess",
 ) -> dict[str, Any]:
+    """Compile the training pipeline to ``<root>/../pipelines/training.yaml`` and run that YAML."""
     ensure_demo_data(settings)
-    run = run_pipeline("training", settings, root=root)
+    run = run_pipeline("training", settings, root=root, runner=runner)
     summary = summarize(run)
     write_summary(summary, out_dir)
     return summary

@@ -12,14 +12,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a pipeline locally with kfp.local")
     p.add_argument("pipeline", choices=["training"], nargs="?", default="training")
     p.add_argument("--out", default="dist/run", help="where summary.json goes")
+    p.add_argument(
+        "--runner",
+        choices=["subprocess", "docker"],
+        default="subprocess",
+        help="kfp.local runner: this venv's subprocesses, or the component image (DockerRunner)",
+    )
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     from esteira.training_run import run_training
 
-    summary = run_training(settings, args.out)
-    print(f"\n== {summary['pipeline']}: {summary['status']} in {summary['seconds']:.0f}s")
+    summary = run_training(settings, args.out, runner=args.runner)
+    print(
+        f"\n== {summary['pipeline']}: {summary['status']} in {summary['seconds']:.0f}s"
+        f" ({summary['runner']} runner, {summary['pipeline_yaml']})"
+    )
     if summary["status"] != "ok":
         print(f"error: {summary.get('error')}", file=sys.stderr)
         return 1
@@ -39,5 +48,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         )
         print(f"   {reg['reason']}")
     print(f"   model: {summary['model_uri']}")
+    if summary["tasks"]:
+        images = sorted({t["image"] for t in summary["tasks"].values()})
+        print(f"   containers: {len(summary['tasks'])} tasks in {', '.join(images)}")
     print(f"   summary: {args.out}/summary.json")
     return 0
