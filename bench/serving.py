@@ -9,7 +9,9 @@ machine, times single-row requests sent one after another from this process:
   builds the DataFrame and calls the same model (the peer), V1 REST;
 * ``predictor_v1`` / ``predictor_v2``: our predictor (validation, prediction log);
 * ``chain``: transformer -> Feast online lookup -> predictor (the configured
-  ``serving.predictor_protocol`` between them, V1 by default), V1 in.
+  ``serving.predictor_protocol`` between them, V1 by default), V1 in;
+* ``predictor_grpc`` / ``chain_grpc``: the same over gRPC ``ModelInfer``, one row per
+  request as raw tensors (``raw_input_contents``, tritonclient's encoding), answered raw.
 
 Every server runs in its own child process with one worker, OMP_NUM_THREADS=1 and
 the same logging (no access log, no per-request latency log); requests go out on
@@ -171,6 +173,59 @@ class _Poster:
         self.sock.close()
 
 
+def _kserve_messages() -> Any:
+    """KServe's V2 gRPC messages (kserve parses sys.argv when imported: it sees none)."""
+    saved, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        from kserve.protocol.grpc import grpc_predict_v2_pb2
+    finally:
+        sys.argv = saved
+    return grpc_predict_v2_pb2
+
+
+def _grpc_request(model: str, inputs: list[dict[str, Any]], parameters: dict[str, bool]) -> bytes:
+    """A serialized ModelInferRequest with every tensor raw (little-endian; BYTES
+    length-prefixed), as tritonclient sends it."""
+    import struct
+
+    pb = _kserve_messages()
+    request = pb.ModelInferRequest(model_name=model)
+    for key, value in parameters.items():
+        request.parameters[key].bool_param = value
+    for spec in inputs:
+        request.inputs.add(name=spec["name"], datatype=spec["datatype"], shape=spec["shape"])
+        values = spec["data"]
+        if spec["datatype"] == "BYTES":
+            parts = [str(v).encode() for v in values]
+            raw = b"".join(struct.pack("<I", len(p)) + p for p in parts)
+        else:
+            code = {"INT64": "q", "FP64": "d"}[spec["datatype"]]
+            raw = struct.pack(f"<{len(values)}{code}", *values)
+        request.raw_input_contents.append(raw)
+    return request.SerializeToString()
+
+
+class _GrpcCaller:
+    """One gRPC channel sending the same serialized ModelInferRequest (bytes in, bytes
+    out: no message building or parsing in the sample); raises on any non-OK status."""
+
+    def __init__(self, port: int, request: bytes) -> None:
+        import grpc
+
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.call = self.channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        self.request = request
+
+    def __call__(self) -> None:
+        self.call(self.request, timeout=10)
+
+    def __enter__(self) -> _GrpcCaller:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.channel.close()
+
+
 def _cpu_per_request(children: dict[str, _Child], before: dict[str, float | None]) -> dict:
     """CPU milliseconds each server spent per request (idle servers left out)."""
     out = {}
@@ -285,7 +340,7 @@ def run(out_dir: str | Path) -> dict[str, Any]:
     results["in_process"] = _time(lambda: world.model.predict_proba(frame))
     results["prediction_logger"] = _logger_cost(world, row, root)
 
-    ports = {k: free_port() for k in ("peer", "predictor", "grpc", "transformer")}
+    ports = {k: free_port() for k in ("peer", "predictor", "grpc", "transformer", "t_grpc")}
     config = ["--config", str(_production_logging(world.config_path))]
     peer_script = root / "peer.py"
     peer_script.write_text(PEER)
@@ -298,7 +353,8 @@ def run(out_dir: str | Path) -> dict[str, Any]:
         ),
         "transformer": _Child(
             ["-m", "serving", "transformer", *config, "--http-port", str(ports["transformer"]),
-             "--grpc-port", "0", "--predictor-host", f"127.0.0.1:{ports['predictor']}"],
+             "--grpc-port", str(ports["t_grpc"]),
+             "--predictor-host", f"127.0.0.1:{ports['predictor']}"],
             root / "transformer.log",
         ),
     }  # fmt: skip
@@ -316,6 +372,25 @@ def run(out_dir: str | Path) -> dict[str, Any]:
         for key, (port, path, body) in paths.items():
             before = {n: child.cpu_seconds() for n, child in children.items()}
             with _Poster(port, path, body) as call:
+                results[key] = _time(call)
+            results[key]["server_cpu_ms_per_request"] = _cpu_per_request(children, before)
+        chain_inputs = [
+            {"name": "machine_id", "shape": [1], "datatype": "INT64", "data": [machine]}
+        ]
+        chain_inputs += [
+            {"name": k, "shape": [1], "datatype": "FP64", "data": [v]}
+            for k, v in world.request_values[machine].items()
+        ]
+        grpc_paths = {
+            "predictor_grpc": (
+                ports["grpc"],
+                _grpc_request(name, _v2_body(world, row)["inputs"], {"probabilities": True}),
+            ),
+            "chain_grpc": (ports["t_grpc"], _grpc_request(name, chain_inputs, {})),
+        }
+        for key, (port, request) in grpc_paths.items():
+            before = {n: child.cpu_seconds() for n, child in children.items()}
+            with _GrpcCaller(port, request) as call:
                 results[key] = _time(call)
             results[key]["server_cpu_ms_per_request"] = _cpu_per_request(children, before)
     finally:

@@ -279,7 +279,8 @@ def _binary_inference_request(body: bytes, length: str, model_name: str) -> Any:
     import orjson
     from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER as HEADER
     from kserve.errors import InvalidInput
-    from kserve.protocol.infer_type import InferRequest
+
+    from serving.v2_codec import read_binary_request
 
     json_length = int(length) if length.strip().isdecimal() else -1
     if not 0 < json_length <= len(body):
@@ -291,19 +292,14 @@ def _binary_inference_request(body: bytes, length: str, model_name: str) -> Any:
         head = orjson.loads(body[:json_length])
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"body: the JSON part is not valid JSON ({exc})") from None
+    checked = head
     if isinstance(head, dict) and isinstance(head.get("inputs"), list):
         # binary inputs have no "data": validate everything else
         inputs = [{"data": [], **i} if isinstance(i, dict) else i for i in head["inputs"]]
-        head = {**head, "inputs": inputs}
-    _validated(head)
-    try:
-        return InferRequest.from_bytes(body, json_length, model_name)
-    except InvalidInput:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
-        raise InvalidInput(
-            f"body: the binary tensor data does not match its description ({exc})"
-        ) from None
+        checked = {**head, "inputs": inputs}
+    _validated(checked)
+    # raw inputs stay raw and are checked against shape and datatype when read
+    return read_binary_request(body, json_length, head, model_name)
 
 
 def readiness_dataplane(registry: Any) -> Any:

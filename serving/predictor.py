@@ -26,6 +26,9 @@ V1: ``{"predictions": [...], "model_name", "model_version"}`` plus ``"probabilit
 when asked. V2: outputs ``prediction`` (INT64, the class for classification, FP64
 for regression) and, when asked, ``probability`` (FP64, probability of failure);
 ``model_version`` is set. The class is ``probability >= metadata.decision_threshold``.
+A V2 answer takes the request's encoding (:mod:`serving.v2_codec`): raw gRPC inputs get
+``raw_output_contents``; over REST, ``binary_data_output`` / ``outputs[i].parameters.
+binary_data`` ask for binary tensors; naming ``probability`` in ``outputs`` asks for it.
 
 Every request is validated against the registry metadata (feature names, count,
 types, finite values, shape, batch size <= ``serving.max_batch``); a violation is
@@ -63,6 +66,7 @@ from esteira.registry import MODEL_FILE, Registry
 from esteira.safe_load import load_model
 from serving.fast_model import verified_array_path
 from serving.prediction_logger import PredictionLogger, Record
+from serving.v2_codec import check_outputs, requested_names, respond, tensor_values
 
 log = logging.getLogger(__name__)
 
@@ -391,13 +395,8 @@ def _v2_values(tensor: Any, schema: FeatureSchema, name: str) -> tuple[list[Any]
     expected = shape[0] * (shape[1] if len(shape) == 2 else 1)
     if isinstance(tensor.data, list) and getattr(tensor, "_raw_data", None) is None:
         values = _flatten(tensor.data)  # JSON or gRPC contents: keep the sent types for checks
-    else:
-        try:
-            values = tensor.as_numpy().reshape(-1).tolist()
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise InvalidInput(
-                f"{where}.data: does not match datatype {datatype} and shape {shape} ({exc})"
-            ) from None
+    else:  # raw (gRPC raw_input_contents, REST binary): checked against shape and datatype
+        values = tensor_values(tensor, where)
     if len(values) != expected:
         raise InvalidInput(
             f"{where}.data: has {len(values)} values, shape {shape} needs {expected}"
@@ -559,6 +558,9 @@ class Predictor(Model):
             raise ModelLoadFailed(self.name, self.failure or "it is still loading")
         if isinstance(payload, InferRequest):
             parsed = parse_v2(payload, self.schema, self.max_batch)
+            # a client that names the probability output asks for it (Triton clients do)
+            parsed.probabilities |= "probability" in (requested_names(payload) or ())
+            check_outputs(payload, [o["name"] for o in self.get_output_types()])
         else:
             parsed = parse_v1(payload, self.schema, self.max_batch)
         if headers and headers.get("x-request-id"):
@@ -566,7 +568,7 @@ class Predictor(Model):
         prediction, probability = self.scorer.score(parsed.columns)
         self._log(parsed, prediction, probability)
         if isinstance(payload, InferRequest):
-            return self._v2_response(parsed, prediction, probability)
+            return self._v2_response(payload, parsed, prediction, probability)
         return self._v1_response(parsed, prediction, probability)
 
     def _v1_response(
@@ -582,18 +584,24 @@ class Predictor(Model):
         return body
 
     def _v2_response(
-        self, parsed: Parsed, prediction: np.ndarray, probability: np.ndarray | None
+        self,
+        request: InferRequest,
+        parsed: Parsed,
+        prediction: np.ndarray,
+        probability: np.ndarray | None,
     ) -> InferResponse:
         n = parsed.rows
         datatype = "INT64" if prediction.dtype.kind == "i" else "FP64"
         outputs = [InferOutput("prediction", [n], datatype, data=prediction.tolist())]
         if parsed.probabilities and probability is not None:
             outputs.append(InferOutput("probability", [n], "FP64", data=probability.tolist()))
-        return InferResponse(
+        # in the request's encoding: raw gRPC inputs get raw outputs (serving/v2_codec.py)
+        return respond(
+            request,
+            outputs,
             response_id=parsed.request_id,
             model_name=self.name,
             model_version=str(self.version),
-            infer_outputs=outputs,
         )
 
     def _log(self, parsed: Parsed, prediction: np.ndarray, probability: np.ndarray | None) -> None:

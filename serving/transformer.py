@@ -8,7 +8,8 @@ V1 ``POST /v1/models/<name>:predict``::
 
 V2 ``POST /v2/models/<name>/infer`` (REST, and gRPC when enabled): inputs
 ``machine_id`` (INT64, shape [n]) and one FP64 input per request-time field
-(``volt_now``, ``vibration_now``).
+(``volt_now``, ``vibration_now``), typed or raw (binary); the V2 metadata lists them,
+from the dataset contract. Answers take the request's encoding (:mod:`serving.v2_codec`).
 
 For each request the transformer reads the feature vectors with
 :class:`esteira.online.OnlineFeatures` (feature service order, as in training),
@@ -46,6 +47,7 @@ from esteira.config import Settings
 from esteira.errors import EsteiraError
 from serving.predictor import json_body
 from serving.upstream import Upstream, UpstreamProtocolError
+from serving.v2_codec import check_outputs, contract_signature, respond, tensor_values
 
 log = logging.getLogger(__name__)
 
@@ -189,10 +191,7 @@ def _tensor_values(tensor: Any, name: str) -> list[Any]:
     datatype = (tensor.datatype or "").upper()
     if datatype not in (expected, "INT32" if name == ENTITY else "FP32"):
         raise InvalidInput(f"inputs[{name!r}].datatype: {datatype} is not accepted; use {expected}")
-    try:
-        values = tensor.as_numpy().reshape(-1).tolist()
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidInput(f"inputs[{name!r}].data: does not match shape {shape} ({exc})") from None
+    values = tensor_values(tensor, f"inputs[{name!r}]")  # typed or raw, checked
     if len(values) != shape[0] * (shape[1] if len(shape) == 2 else 1):
         raise InvalidInput(f"inputs[{name!r}].data: has {len(values)} values for shape {shape}")
     return values
@@ -285,6 +284,7 @@ class Transformer(Model):
                 self.online = OnlineFeatures(self.settings)
             self.names = self.online.feature_names
             self.fields = self.online.request_fields
+            self.signature = self._signature()
             self.ready, self.failure = True, None
         except EsteiraError as exc:
             self.ready, self.failure = False, exc.message
@@ -298,6 +298,21 @@ class Transformer(Model):
         if empty:
             raise unavailable(empty)
         return True
+
+    # ---- metadata (GET /v2/models/<name>, gRPC ModelMetadata) ----------------------------
+    def _signature(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """V2 inputs and outputs from the dataset contract (entity key, request values)."""
+        from esteira.contract import load_contract
+
+        return contract_signature(load_contract(self.settings.features.repo_path))
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        signature = getattr(self, "signature", None)
+        return list(signature[0]) if signature else []
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        signature = getattr(self, "signature", None)
+        return list(signature[1]) if signature else []
 
     @property
     def upstream(self) -> Upstream:
@@ -313,6 +328,7 @@ class Transformer(Model):
         is_v2 = isinstance(payload, InferRequest)
         if is_v2:
             ids, request_values = parse_v2(payload, self.fields, self.max_batch)
+            check_outputs(payload, [ENTITY, "prediction", "probability"])
         else:
             ids, request_values = parse_v1(payload, self.fields, self.max_batch)
         features = self._lookup(ids, request_values)
@@ -326,16 +342,17 @@ class Transformer(Model):
             raise bad_gateway(
                 f"predictor at {self.predictor_url}: unexpected answer (no {exc})"
             ) from None
-        if is_v2:
-            return InferResponse(
-                response_id=payload.id or request_id,
-                model_name=self.name,
-                model_version=version,
-                infer_outputs=[
+        if is_v2:  # in the request's encoding (serving/v2_codec.py)
+            return respond(
+                payload,
+                [
                     InferOutput(ENTITY, [len(ids)], "INT64", data=ids),
                     InferOutput("prediction", [len(ids)], "INT64", data=predictions),
                     InferOutput("probability", [len(ids)], "FP64", data=probabilities),
                 ],
+                response_id=payload.id or request_id,
+                model_name=self.name,
+                model_version=version,
             )
         return {
             "machine_ids": ids,

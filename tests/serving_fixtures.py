@@ -116,7 +116,11 @@ def _metadata(frame: pd.DataFrame, features: list[str], label: str, model: Any) 
 
 
 def build_world(
-    root: Path, *, online_store: str = "sqlite", redis_connection: str = "127.0.0.1:6379"
+    root: Path,
+    *,
+    online_store: str = "sqlite",
+    redis_connection: str = "127.0.0.1:6379",
+    machines: int = 5,
 ) -> World:
     """Data -> Feast sources -> training set -> registered model -> materialized online store."""
     from components.feast_ops import (
@@ -138,7 +142,7 @@ def build_world(
     settings = load_settings(config_path)
     contract = load_contract(repo)
 
-    raw = generate_fleet(machines=5, days=10, seed=7)
+    raw = generate_fleet(machines=machines, days=10, seed=7)
     publish_sources(compute_feature_tables(raw, contract), settings)
     apply_definitions(settings)
     entity_df = label_frame(raw, contract, settings.features.sample_every_hours)

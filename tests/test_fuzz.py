@@ -23,6 +23,7 @@ from bench.fuzz import (
     answer_problem,
     failures,
     fuzz,
+    grpc_messages,
     log_findings,
     mutate,
     pack_tensor,
@@ -94,6 +95,8 @@ def test_generated_requests_get_2xx_or_4xx_with_a_message(servers: Servers, sche
 
     assert summary["requests_sent"] >= REQUESTS
     assert set(summary["by_server"]) == {"predictor", "transformer"}
+    assert {"predictor.grpc", "transformer.grpc"} <= set(summary["by_endpoint"])
+    assert summary["by_generator"]["grpc_valid"].get("2xx", 0) > 0
     assert summary["five_xx"] == 0, summary["five_xx_examples"]
     assert summary["bad_answers"] == 0, summary["bad_answer_examples"]
     assert summary["unanswered"] == 0, summary["unanswered_examples"]
@@ -187,6 +190,104 @@ def test_binary_extension_valid_request_is_answered(servers: Servers, schema: Sc
     response = _post(_v2(servers.predictor, schema), head + raw, headers)
     assert response.status_code == 200, response.text
     assert response.json()["outputs"][0]["name"] == "prediction"
+
+
+# ---- gRPC raw tensors (tritonclient's encoding) -----------------------------------------
+def _grpc_request(schema: Schema, server: str, raw: bool = True) -> Any:
+    pb = grpc_messages()
+    request = pb.ModelInferRequest(model_name=schema.model_name)
+    if server == "predictor":
+        inputs = _v2_inputs(schema)
+        request.parameters["probabilities"].bool_param = True
+    else:
+        inputs = _transformer_v2(schema)["inputs"]
+    for spec in inputs:
+        tensor = request.inputs.add(name=spec["name"], datatype=spec["datatype"], shape=[1])
+        if raw:
+            request.raw_input_contents.append(pack_tensor(spec["datatype"], spec["data"]))
+        elif spec["datatype"] == "BYTES":
+            tensor.contents.bytes_contents.append(str(spec["data"][0]).encode())
+        elif spec["datatype"] == "INT64":
+            tensor.contents.int64_contents.append(spec["data"][0])
+        else:
+            tensor.contents.fp64_contents.append(spec["data"][0])
+    return request
+
+
+def _model_infer(server: Any, request: Any) -> Any:
+    import grpc
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        return GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=15)
+
+
+def _grpc_error(server: Any, request: Any) -> Any:
+    import grpc
+
+    with pytest.raises(grpc.RpcError) as info:
+        _model_infer(server, request)
+    return info.value
+
+
+@pytest.mark.parametrize("role", ["predictor", "transformer"])
+def test_grpc_raw_request_gets_raw_answer_typed_gets_typed(
+    servers: Servers, schema: Schema, role: str
+):
+    server = servers.by_role(role)
+    raw = _model_infer(server, _grpc_request(schema, role, raw=True))
+    typed = _model_infer(server, _grpc_request(schema, role, raw=False))
+    assert len(raw.raw_output_contents) == len(raw.outputs) > 0
+    assert not any(o.HasField("contents") for o in raw.outputs)
+    assert len(typed.raw_output_contents) == 0
+    assert all(o.HasField("contents") for o in typed.outputs)
+
+
+@pytest.mark.parametrize("role", ["predictor", "transformer"])
+@pytest.mark.parametrize("change", [-3, -1, 1, 8])
+def test_grpc_raw_contents_of_the_wrong_length_are_invalid_argument(
+    servers: Servers, schema: Schema, role: str, change: int
+):
+    import grpc
+
+    request = _grpc_request(schema, role)
+    i = next(j for j, t in enumerate(request.inputs) if t.datatype != "BYTES")
+    blob = bytes(request.raw_input_contents[i])
+    request.raw_input_contents[i] = blob[:change] if change < 0 else blob + bytes(change)
+    error = _grpc_error(servers.by_role(role), request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    name = request.inputs[i].name
+    assert f"inputs[{name!r}]: raw contents hold {len(blob) + change} bytes" in error.details()
+    assert "needs 8" in error.details()
+
+
+def test_grpc_raw_bytes_with_a_corrupt_length_prefix_is_invalid_argument(
+    servers: Servers, schema: Schema
+):
+    import grpc
+
+    request = _grpc_request(schema, "predictor")
+    i = next(j for j, t in enumerate(request.inputs) if t.datatype == "BYTES")
+    request.raw_input_contents[i] = b"\xff\xff\xff\x7f" + b"model3"
+    error = _grpc_error(servers.predictor, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "raw BYTES element 0 declares 2147483647 bytes" in error.details()
+
+
+@pytest.mark.parametrize("role", ["predictor", "transformer"])
+def test_grpc_raw_contents_for_fewer_inputs_or_with_typed_contents_are_invalid(
+    servers: Servers, schema: Schema, role: str
+):
+    import grpc
+
+    fewer = _grpc_request(schema, role)
+    del fewer.raw_input_contents[-1]
+    both = _grpc_request(schema, role)
+    both.inputs[0].contents.fp64_contents.append(1.0)
+    for request, words in ((fewer, "raw input contents"), (both, "contents field")):
+        error = _grpc_error(servers.by_role(role), request)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert words in error.details()
 
 
 def test_logs_show_no_unexpected_tracebacks_nor_log_write_failures(servers: Servers):
