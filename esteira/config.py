@@ -128,6 +128,11 @@ class KServeSettings(_Section):
     max_replicas: int = Field(3, ge=1)
     canary_traffic_percent: int | None = Field(None, ge=0, le=100)
     transformer: bool = False
+    runtime: Literal["esteira-sklearn", "kserve-sklearnserver"] = Field(
+        "esteira-sklearn",
+        description="ServingRuntime the predictor pins: ours (the serving image) or KServe's "
+        "stock sklearn server (predictor-only, PREDICT_PROBA set, DataFrame-shaped requests)",
+    )
     cpu: str = "500m"
     memory: str = "1Gi"
     ready_timeout_seconds: int = Field(300, ge=1)
@@ -148,6 +153,9 @@ class ServingSettings(_Section):
     log_flush_rows: int = Field(500, ge=1)
     log_flush_seconds: float = Field(2.0, gt=0)
     timeout_seconds: float = Field(5.0, gt=0)
+    allow_model_repository: bool = Field(
+        False, description="KServe's model load/unload endpoints (REST and gRPC); 403 when off"
+    )
 
 
 class MonitoringSettings(_Section):

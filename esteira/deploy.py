@@ -42,6 +42,7 @@ MANIFEST_FILE = "inferenceservice.yaml"
 KSERVE_CONTAINER = "kserve-container"
 SERVING_IMAGE_NAME = "esteira-serving"
 LABEL_PREFIX = "esteira.io"
+STOCK_RUNTIME = "kserve-sklearnserver"  # KServe's own sklearn ServingRuntime
 _SKLEARN_KEYS = ("scikit-learn", "sklearn")
 _ISVC_NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 
@@ -151,6 +152,8 @@ def _predictor(settings: Settings, version: ModelVersion, sklearn_version: str) 
         security_context=_security_context(),
         volume_mounts=[mount],
     )
+    if ks.runtime == STOCK_RUNTIME:
+        _use_stock_runtime(model)
     return V1beta1PredictorSpec(
         model=model,
         service_account_name=ks.service_account,
@@ -160,6 +163,18 @@ def _predictor(settings: Settings, version: ModelVersion, sklearn_version: str) 
         labels=_labels(version),
         volumes=[volume],
     )
+
+
+def _use_stock_runtime(model: Any) -> None:
+    """Pin KServe's own sklearn server, answering probabilities (``PREDICT_PROBA``).
+
+    It serves ``model.joblib`` as it is: no request validation, no prediction log, and
+    only DataFrame-shaped requests, which the transformer sends (``serving/stock.py``).
+    """
+    from kubernetes.client import V1EnvVar
+
+    model.runtime = STOCK_RUNTIME
+    model.env = [V1EnvVar(name="PREDICT_PROBA", value="true")]
 
 
 def serving_image(settings: Settings) -> str:
@@ -194,6 +209,10 @@ def _transformer(settings: Settings, version: ModelVersion) -> Any:
         security_context=_security_context(),
         volume_mounts=[mount],
     )
+    if ks.runtime == STOCK_RUNTIME:  # the transformer speaks the stock server's shapes
+        from kubernetes.client import V1EnvVar
+
+        container.env = [V1EnvVar(name="ESTEIRA_KSERVE__RUNTIME", value=STOCK_RUNTIME)]
     return V1beta1TransformerSpec(
         containers=[container],
         service_account_name=ks.service_account,

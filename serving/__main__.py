@@ -156,6 +156,7 @@ def serving_app(max_body_bytes: int, dataplane: Any = None, role: str = "model")
     from kserve.model_server import app
     from starlette.exceptions import HTTPException
 
+    from serving.guard import UnservedRoutes
     from serving.metrics import RequestMetrics
     from serving.transformer import ServingError
 
@@ -188,7 +189,7 @@ def serving_app(max_body_bytes: int, dataplane: Any = None, role: str = "model")
         from serving.fast_lane import FastLane
 
         served = FastLane(app, dataplane, handlers=lambda: app.exception_handlers)
-    served = BodyLimit(served, max_body_bytes)
+    served = BodyLimit(UnservedRoutes(served), max_body_bytes)
     return RequestMetrics(served, role=role)  # outermost: counts 413s too
 
 
@@ -331,6 +332,10 @@ def readiness_dataplane(registry: Any) -> Any:
                 raise
 
         async def ready(self) -> bool:
+            from kserve.errors import ServerNotReady
+
+            if not self.model_registry.get_models():
+                raise ServerNotReady("no model is loaded")
             for model in self.model_registry.get_models().values():
                 await model.healthy()  # raises ModelNotReady with the reason
             return await super().ready()
@@ -412,10 +417,13 @@ def serve(
     access_log: bool = False,
     fast_lane: bool = True,
     role: str = "model",
+    allow_model_repository: bool = False,
 ) -> None:
     """Run a single-worker ModelServer; a model that failed to load is served unready."""
     import kserve.model_server
     from kserve import ModelServer
+
+    from serving import guard
 
     server = ModelServer(
         http_port=http_port,
@@ -425,6 +433,7 @@ def serve(
         enable_latency_logging=False,
     )
     server.dataplane = readiness_dataplane(server.registered_models)
+    guard.install(server, allow_model_repository)  # load/unload refused unless allowed
     # --access-log logs from inside the FastAPI app, so it keeps V1 there too
     lane = server.dataplane if fast_lane and not access_log else None
     asgi_app = serving_app(max_body_bytes, lane, role)
@@ -470,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         access_log=args.access_log,
         fast_lane=not args.no_fast_lane,
         role=args.role,
+        allow_model_repository=settings.serving.allow_model_repository,
     )
     return 0
 

@@ -46,6 +46,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from esteira.config import Settings
 from esteira.errors import EsteiraError
 from serving.predictor import json_body
+from serving.stock import STOCK_RUNTIME, read_stock_answer, stock_request
 from serving.upstream import Upstream, UpstreamProtocolError
 from serving.v2_codec import check_outputs, contract_signature, respond, tensor_values
 
@@ -259,8 +260,11 @@ class Transformer(Model):
         name: str | None = None,
         protocol: str | None = None,
         online: Any = None,
+        runtime: str | None = None,
     ) -> None:
         super().__init__(name or settings.model.name)
+        # KServe's stock sklearn server behind us: DataFrame-shaped requests (serving/stock.py)
+        self.stock = (runtime or settings.kserve.runtime) == STOCK_RUNTIME
         self.settings = settings
         self.protocol = protocol or settings.serving.predictor_protocol
         host = predictor_host if "://" in predictor_host else f"http://{predictor_host}"
@@ -333,14 +337,24 @@ class Transformer(Model):
             ids, request_values = parse_v1(payload, self.fields, self.max_batch)
         features = self._lookup(ids, request_values)
         stamp = datetime.now(UTC).isoformat()
-        body = predictor_body(self.protocol, self.names, features, ids, stamp)
+        if self.stock:
+            body = stock_request(self.protocol, self.names, features)
+        else:
+            body = predictor_body(self.protocol, self.names, features, ids, stamp)
         request_id = _request_id(headers)
         answer = await self._call_predictor(body, request_id)
         try:
-            predictions, probabilities, version = read_answer(self.protocol, answer)
-        except (KeyError, TypeError) as exc:
+            if self.stock:
+                threshold = self.settings.model.decision_threshold
+                predictions, probabilities, version = read_stock_answer(
+                    self.protocol, answer, len(ids), threshold
+                )
+            else:
+                predictions, probabilities, version = read_answer(self.protocol, answer)
+        except (KeyError, TypeError, ValueError) as exc:
+            what = exc if isinstance(exc, ValueError) else f"no {exc}"
             raise bad_gateway(
-                f"predictor at {self.predictor_url}: unexpected answer (no {exc})"
+                f"predictor at {self.predictor_url}: unexpected answer ({what})"
             ) from None
         if is_v2:  # in the request's encoding (serving/v2_codec.py)
             return respond(

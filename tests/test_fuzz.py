@@ -17,6 +17,8 @@ import pytest
 
 from bench.fuzz import (
     BINARY_HEADER,
+    ROUTES,
+    Endpoint,
     MiB,
     Schema,
     Servers,
@@ -104,7 +106,23 @@ def test_generated_requests_get_2xx_or_4xx_with_a_message(servers: Servers, sche
     assert summary["crashes"] == 0, summary["crash_details"]
     assert all(summary["servers_alive_at_end"].values())
     assert [o["status"] for o in summary["oversized"]] == [413, 413, 413]
+    routes = {
+        k: v for k, v in summary["by_endpoint"].items() if k.split(".")[1] not in ("v1", "v2")
+    }
+    assert routes, "no request went to the repository, explain or versioned routes"
+    assert all(set(counts) == {"4xx"} for counts in routes.values()), routes
     assert failures(summary) == []
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.key)
+def test_routes_nobody_may_use_are_4xx_with_a_message(
+    servers: Servers, schema: Schema, route: Endpoint
+) -> None:
+    url = servers.by_role(route.server).url + route.path(schema.model_name)
+    answer = _post(url, b"{}")
+    assert answer.status_code == (403 if route.protocol in ("load", "unload") else 404)
+    assert answer_problem(answer.status_code, answer.content) is None, answer.text
+    assert servers.by_role(route.server).ready() is None  # still serving
 
 
 # ---- regressions: each was a 500 (or a poisoned prediction log) before the fix ----------
