@@ -56,6 +56,7 @@ class _Child:
     restarts: int = 0
     restart_at: float | None = None
     last_code: int | None = None
+    delays: list[float] = field(default_factory=list)  # each backoff, in order
 
 
 class Supervisor:
@@ -133,6 +134,10 @@ class Supervisor:
     def restarts(self, role: str) -> int:
         return self.children[role].restarts
 
+    def delays(self, role: str) -> list[float]:
+        """The backoffs a child waited before each restart (seconds)."""
+        return list(self.children[role].delays)
+
     def poll(self) -> None:
         """One supervision step: notice exits, schedule and make restarts.
 
@@ -172,6 +177,7 @@ class Supervisor:
             )
         delay = min(self.backoff_seconds * 2 ** (child.crashes - 1), self.max_backoff_seconds)
         child.restart_at = now + delay
+        child.delays.append(delay)
         log.warning(
             "%s exited with code %s after %.1fs; restarting in %.1fs (see %s)",
             role,
