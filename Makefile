@@ -8,6 +8,7 @@ UV      := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 CONFIG  ?=
 CFG     := $(if $(CONFIG),--config $(CONFIG),)
 PERIOD  ?= drifted
+RUNTIME ?= process
 
 .PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load feast-serve clean
 
@@ -46,11 +47,11 @@ images: ## build the component/serving images (needs a Docker engine)
 manifests: setup ## render and validate kustomize overlays into dist/manifests/
 	@$(ESTEIRA) $(CFG) manifests
 
-serve: setup deps ## serve the production model: transformer :8080 -> predictor :8085 (gRPC :8086)
-	@$(ESTEIRA) $(CFG) serve
+serve: setup deps ## the manifests' servers: transformer :8080 -> predictor :8085 (RUNTIME=docker: in the image)
+	@$(ESTEIRA) $(CFG) serve --runtime $(RUNTIME)
 
-predict: setup ## send a sample request to the running transformer
-	@$(ESTEIRA) $(CFG) predict
+predict: setup ## a sample request over V1, V2 REST and gRPC; the answers must agree
+	@$(ESTEIRA) $(CFG) predict --protocol all
 
 feast-serve: setup ## start `feast serve` on 127.0.0.1 for feature_repo/
 	@$(ESTEIRA) $(CFG) feast-serve

@@ -175,11 +175,12 @@ def serve(world: World):
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     endpoints = out / "endpoints.json"
-    deadline = time.monotonic() + READY_SECONDS + 60
+    deadline = time.monotonic() + 2 * READY_SECONDS  # rendering and imports come first
     try:
         while not endpoints.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"esteira serve: {(world.root / 'serve.out').read_text()[-3000:]}")
+                output = (world.root / "serve.out").read_text()[-3000:]
+                pytest.fail(f"esteira serve (exit code {proc.poll()}): {output}")
             time.sleep(0.5)
         yield {"proc": proc, "out": out, "ports": ports, "env": env,
                "endpoints": json.loads(endpoints.read_text())}  # fmt: skip

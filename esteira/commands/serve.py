@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -72,6 +73,7 @@ def _check_model(settings: Settings, ref: str) -> Any:
 def _wait_ready(sup: Supervisor, urls: dict[str, str], timeout: float) -> None:
     import httpx
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per readiness poll
     deadline = time.monotonic() + timeout
     pending = list(urls.items())
     last = ""
