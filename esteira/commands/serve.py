@@ -32,7 +32,7 @@ from esteira.config import Settings, resolve_path
 from esteira.errors import EsteiraError
 from esteira.registry import Registry
 from esteira.storage import open_storage
-from esteira.supervisor import ChildSpec, Supervisor
+from esteira.supervisor import ChildSpec, GaveUp, Supervisor
 
 CONFIG_FILE_ENV = "ESTEIRA_CONFIG_FILE"  # read by `python -m serving` when --config is absent
 SUPERVISOR_STATE = "supervisor.json"
@@ -234,7 +234,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  predictor   {info['predictor']['v2']}  (gRPC {info['predictor']['grpc']})")
         print(f"  endpoints and sample requests: {path}; Ctrl-C stops", flush=True)
         while not stop["now"]:
-            sup.poll()  # restarts a server that died; GaveUp after a crash loop
+            try:
+                sup.poll()  # restarts a server that died
+            except GaveUp as exc:  # a crash loop: not the user's input, so exit 1
+                print(f"error: {exc.message}", file=sys.stderr)
+                return 1
             time.sleep(0.2)
         return 0
     finally:
