@@ -9,6 +9,7 @@ CONFIG  ?=
 CFG     := $(if $(CONFIG),--config $(CONFIG),)
 PERIOD  ?= drifted
 RUNNER  ?= subprocess
+RUNTIME ?= process
 
 .PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load soak feast-serve clean materialize images-down
 
@@ -50,11 +51,11 @@ images-down: ## stop the private Docker engine `make images` started
 manifests: setup ## render and validate kustomize overlays into dist/manifests/
 	@$(ESTEIRA) $(CFG) manifests
 
-serve: setup deps ## serve the production model: transformer :8080 -> predictor :8085 (gRPC :8086)
-	@$(ESTEIRA) $(CFG) serve
+serve: setup deps ## the manifests' servers: transformer :8080 -> predictor :8085 (RUNTIME=docker: in the image)
+	@$(ESTEIRA) $(CFG) serve --runtime $(RUNTIME)
 
-predict: setup ## send a sample request to the running transformer
-	@$(ESTEIRA) $(CFG) predict
+predict: setup ## a sample request over V1, V2 REST and gRPC; the answers must agree
+	@$(ESTEIRA) $(CFG) predict --protocol all
 
 materialize: setup ## refill the online store from the offline sources (e.g. after a Redis restart)
 	@$(ESTEIRA) $(CFG) features materialize --full

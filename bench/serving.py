@@ -12,6 +12,9 @@ machine, times single-row requests sent one after another from this process:
   ``serving.predictor_protocol`` between them, V1 by default), V1 in;
 * ``predictor_grpc`` / ``chain_grpc``: the same over gRPC ``ModelInfer``, one row per
   request as raw tensors (``raw_input_contents``, tritonclient's encoding), answered raw.
+* ``manifest_predictor_v1`` / ``manifest_chain``: the same two paths on the servers as
+  `make serve` starts them, from the manifests' command lines (esteira/launch.py), the
+  predictor reading the model from a storage-initializer directory.
 
 Every server runs in its own child process with one worker, OMP_NUM_THREADS=1 and
 the same logging (no access log, no per-request latency log); requests go out on
@@ -98,11 +101,14 @@ def _time(call: Callable[[], Any], requests: int = REQUESTS, warmup: int = WARMU
 
 
 class _Child:
-    def __init__(self, argv: list[str], log: Path) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        """``sys.executable *argv``, or exactly ``argv`` when ``env`` is given (the
+        manifests' command lines, with the venv's ``python`` first on its PATH)."""
+        full = [sys.executable, *argv] if env is None else argv
+        env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, *argv], cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            full, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def cpu_seconds(self) -> float | None:
@@ -319,6 +325,30 @@ def _production_logging(config_path: Path) -> Path:
     return path
 
 
+def _manifest_children(world: Any, ports: dict[str, int], root: Path, config: str) -> dict:
+    """The predictor and transformer as `make serve` starts them: the manifests' argv
+    with the listed substitutions, the model from a storage-initializer directory."""
+    from esteira import launch
+    from esteira.registry import Registry
+    from esteira.storage import open_storage
+
+    registry = Registry(open_storage(world.settings.storage), world.settings.model.name)
+    models = launch.fill_model_dir(registry, "production", root / "models")
+    plan = launch.plan(world.settings.model.name)
+    argvs = launch.local_argv(
+        plan, launch.Ports(ports["m_predictor"], ports["m_grpc"], ports["m_transformer"]),
+        models_dir=str(models),
+    )  # fmt: skip
+    env = {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "ESTEIRA_CONFIG_FILE": config,
+    }
+    return {
+        f"m_{role}": _Child(argv, root / f"manifest-{role}.log", env)
+        for role, argv in argvs.items()
+    }
+
+
 def run(out_dir: str | Path) -> dict[str, Any]:
     """Build the world, start the servers, time every path; returns (and writes) the results."""
     import pandas as pd
@@ -340,7 +370,8 @@ def run(out_dir: str | Path) -> dict[str, Any]:
     results["in_process"] = _time(lambda: world.model.predict_proba(frame))
     results["prediction_logger"] = _logger_cost(world, row, root)
 
-    ports = {k: free_port() for k in ("peer", "predictor", "grpc", "transformer", "t_grpc")}
+    ports = {k: free_port() for k in ("peer", "predictor", "grpc", "transformer", "t_grpc",
+                                      "m_predictor", "m_grpc", "m_transformer")}  # fmt: skip
     config = ["--config", str(_production_logging(world.config_path))]
     peer_script = root / "peer.py"
     peer_script.write_text(PEER)
@@ -358,8 +389,9 @@ def run(out_dir: str | Path) -> dict[str, Any]:
             root / "transformer.log",
         ),
     }  # fmt: skip
+    children.update(_manifest_children(world, ports, root, config[1]))
     try:
-        for key in ("peer", "predictor", "transformer"):
+        for key in ("peer", "predictor", "transformer", "m_predictor", "m_transformer"):
             _wait(f"http://127.0.0.1:{ports[key]}/v2/health/ready", children[key])
         v1_body = {"instances": [row], "parameters": {"probabilities": True}}
         chain_body = {"instances": [{"machine_id": machine, **world.request_values[machine]}]}
@@ -368,7 +400,12 @@ def run(out_dir: str | Path) -> dict[str, Any]:
             "predictor_v1": (ports["predictor"], f"/v1/models/{name}:predict", v1_body),
             "predictor_v2": (ports["predictor"], f"/v2/models/{name}/infer", _v2_body(world, row)),
             "chain": (ports["transformer"], f"/v1/models/{name}:predict", chain_body),
-        }
+            # what `make serve` starts: the manifests' command lines (esteira/launch.py)
+            "manifest_predictor_v1": (ports["m_predictor"], f"/v1/models/{name}:predict",
+                                      v1_body),
+            "manifest_chain": (ports["m_transformer"], f"/v1/models/{name}:predict",
+                               chain_body),
+        }  # fmt: skip
         for key, (port, path, body) in paths.items():
             before = {n: child.cpu_seconds() for n, child in children.items()}
             with _Poster(port, path, body) as call:
@@ -402,6 +439,10 @@ def run(out_dir: str | Path) -> dict[str, Any]:
         "predictor_p99_over_bare": round(results["predictor_v1"]["p99_ms"] / peer_p99, 3),
         "predictor_within_1_2x_of_bare": results["predictor_v1"]["p99_ms"] <= 1.2 * peer_p99,
         "chain_p99_under_5ms": results["chain"]["p99_ms"] < 5.0,
+        "manifest_predictor_p99_over_bare": round(
+            results["manifest_predictor_v1"]["p99_ms"] / peer_p99, 3
+        ),
+        "manifest_chain_p99_under_2ms": results["manifest_chain"]["p99_ms"] < 2.0,
         "logger_share_of_predictor_p50": round(
             results["prediction_logger"]["p50_us"] / 1000 / results["predictor_v1"]["p50_ms"], 4
         ),

@@ -148,6 +148,7 @@ class ServingSettings(_Section):
     transformer_port: int = Field(8080, ge=1, le=65535)
     predictor_port: int = Field(8085, ge=1, le=65535)
     grpc_port: int = Field(8086, ge=1, le=65535)
+    supervisor_port: int = Field(8089, ge=0, le=65535)  # `esteira serve`'s /metrics; 0: none
     predictor_protocol: Literal["v1", "v2"] = "v1"  # the hop V1 takes the fast lane
     max_batch: int = Field(1000, ge=1)
     log_flush_rows: int = Field(500, ge=1)

@@ -16,9 +16,13 @@ Decisions worth knowing:
 * On an existing InferenceService the object is *replaced* (with its
   resourceVersion), not merge-patched: a merge patch would keep fields this
   manifest dropped, e.g. an old ``canaryTrafficPercent``.
-* The transformer container gets KServe's own flags (``--model_name``,
-  ``--predictor_host``, ``--http_port``) so the controller does not append
-  duplicates.
+* The predictor pins ``runtime: esteira-sklearn`` (manifests/runtime), our own
+  predictor from the serving image: KServe's stock sklearn runtimes would otherwise pick
+  MLServer for a v2 InferenceService. The runtime has ``autoSelect: false``.
+* The transformer runs the same serving image with the same command and args as
+  manifests/base; KServe's controller appends ``--model_name``, ``--predictor_host``
+  (``<isvc>-predictor.<namespace>``) and ``--http_port 8080``, which the transformer
+  accepts (esteira/launch.py does the same locally).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ log = logging.getLogger(__name__)
 MANIFEST_FILE = "inferenceservice.yaml"
 KSERVE_CONTAINER = "kserve-container"
 SERVING_IMAGE_NAME = "esteira-serving"
+SERVING_RUNTIME = "esteira-sklearn"  # manifests/runtime/servingruntime.yaml
+KSERVE_HTTP_PORT = 8080  # the port KServe gives a container (--http_port it appends)
 LABEL_PREFIX = "esteira.io"
 STOCK_RUNTIME = "kserve-sklearnserver"  # KServe's own sklearn ServingRuntime
 _SKLEARN_KEYS = ("scikit-learn", "sklearn")
@@ -147,6 +153,7 @@ def _predictor(settings: Settings, version: ModelVersion, sklearn_version: str) 
             name="sklearn", version=model_format_version(sklearn_version)
         ),
         protocol_version=ks.protocol,
+        runtime=SERVING_RUNTIME,
         storage_uri=version.uri,
         resources=_resources(settings),
         security_context=_security_context(),
@@ -187,24 +194,14 @@ def _transformer(settings: Settings, version: ModelVersion) -> Any:
     from kubernetes.client import V1Container, V1ContainerPort
 
     ks = settings.kserve
-    port = settings.serving.transformer_port
-    predictor_host = f"{version.name}-predictor.{ks.namespace}"
     volume, mount = _tmp_volume()
     container = V1Container(
         name=KSERVE_CONTAINER,
         image=serving_image(settings),
         command=["python", "-m", "serving", "transformer"],
-        args=[
-            "--model_name",
-            version.name,
-            "--predictor_host",
-            predictor_host,
-            "--predictor_protocol",
-            ks.protocol,
-            "--http_port",
-            str(port),
-        ],
-        ports=[V1ContainerPort(container_port=port, name="http1", protocol="TCP")],
+        # the controller appends --model_name, --predictor_host and --http_port
+        args=[f"--predictor_protocol={settings.serving.predictor_protocol}"],
+        ports=[V1ContainerPort(container_port=KSERVE_HTTP_PORT, name="http1", protocol="TCP")],
         resources=_resources(settings),
         security_context=_security_context(),
         volume_mounts=[mount],

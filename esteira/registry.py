@@ -444,3 +444,26 @@ def _to_json(value: dict[str, Any], field_name: str) -> bytes:
             f"is not JSON-serialisable ({exc})",
             "use str, int, float (finite), bool, None, list and dict only",
         ) from None
+
+
+def read_model_dir(path: str | Path, name: str) -> ModelVersion:
+    """The version a downloaded model directory holds (``metadata.json`` next to
+    ``model.joblib``, as KServe's storage initializer leaves a version in /mnt/models)."""
+    folder = Path(path)
+    for filename in (MODEL_FILE, METADATA_FILE):
+        if not (folder / filename).is_file():
+            raise EsteiraError(
+                f"--model_dir {folder}",
+                f"has no {filename}",
+                "point it at a downloaded registry version (model.joblib + metadata.json)",
+            )
+    try:
+        meta = json.loads((folder / METADATA_FILE).read_text())
+        number = int(meta["version"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EsteiraError(
+            f"--model_dir {folder}/{METADATA_FILE}",
+            f"is not a registry version's metadata ({type(exc).__name__}: {exc})",
+            "download the version again",
+        ) from None
+    return ModelVersion(name, number, str(folder), meta, [])

@@ -41,6 +41,9 @@ import prometheus_client.values  # noqa: E402, F401
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 ERRORS_LOG = logging.getLogger("serving.errors")  # one line per error answer
 SWITCH_INTERVAL_SECONDS = 0.0005
+# The config file when --config is absent: `esteira serve` starts the servers with the
+# manifests' command lines, which carry no --config (on a cluster, ESTEIRA_* come from a ConfigMap)
+CONFIG_FILE_ENV = "ESTEIRA_CONFIG_FILE"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-name", "--model_name", help="served model name (default: model.name)"
     )
     parser.add_argument("--version", default="production", help="predictor: version or alias")
+    parser.add_argument(
+        "--model-dir",
+        "--model_dir",
+        help="predictor: load model.joblib and metadata.json from this directory (what "
+        "KServe's storage initializer downloads to /mnt/models) instead of the registry",
+    )
     parser.add_argument(
         "--http-port", "--http_port", type=int, help="REST port (default: serving.*_port)"
     )
@@ -74,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--predictor_protocol",
         choices=["v1", "v2"],
         help="transformer -> predictor REST protocol (default: serving.predictor_protocol)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        choices=[1],
+        default=1,
+        help="KServe appends it when containerConcurrency is set; one process serves",
     )
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument(
@@ -375,7 +391,9 @@ def build_model(args: argparse.Namespace, settings: Any) -> Any:
             flush_seconds=settings.serving.log_flush_seconds,
         )
         ref: int | str = int(args.version) if args.version.isdigit() else args.version
-        model = Predictor(settings, name=name, ref=ref, prediction_logger=logger)
+        model = Predictor(
+            settings, name=name, ref=ref, prediction_logger=logger, model_dir=args.model_dir
+        )
     else:
         from serving.transformer import Transformer
 
@@ -464,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     from esteira.errors import EsteiraError
 
     try:
-        settings = load_settings(args.config).resolved()
+        settings = load_settings(args.config or os.environ.get(CONFIG_FILE_ENV)).resolved()
     except EsteiraError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

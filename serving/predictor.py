@@ -46,6 +46,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,7 @@ from kserve.protocol.infer_type import (
 
 from esteira.config import Settings
 from esteira.errors import EsteiraError
-from esteira.registry import MODEL_FILE, Registry
+from esteira.registry import MODEL_FILE, Registry, read_model_dir
 from esteira.safe_load import load_model
 from serving.fast_model import verified_array_path
 from serving.prediction_logger import PredictionLogger, Record
@@ -471,10 +472,12 @@ class Predictor(Model):
         ref: int | str = "production",
         registry: Registry | None = None,
         prediction_logger: PredictionLogger | None = None,
+        model_dir: str | None = None,
     ) -> None:
         super().__init__(name or settings.model.name)
         self.settings = settings
-        self.ref = ref
+        self.ref = ref if model_dir is None else model_dir
+        self.model_dir = model_dir
         self.registry = registry
         self.prediction_logger = prediction_logger
         self.max_batch = settings.serving.max_batch
@@ -495,9 +498,13 @@ class Predictor(Model):
         return self.ready
 
     def _load(self) -> None:
-        registry = self.registry or self._open_registry()
-        version = registry.get(self.ref)
-        data = registry.read_file(version.version, MODEL_FILE)
+        if self.model_dir is not None:  # what KServe's storage initializer downloaded
+            version = read_model_dir(self.model_dir, self.name)
+            data = Path(self.model_dir, MODEL_FILE).read_bytes()
+        else:
+            registry = self.registry or self._open_registry()
+            version = registry.get(self.ref)
+            data = registry.read_file(version.version, MODEL_FILE)
         schema = FeatureSchema.from_metadata(version.metadata)
         self.scorer = Scorer(load_model(data), schema, version.metadata)
         self.schema = schema

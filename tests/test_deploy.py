@@ -68,6 +68,8 @@ def test_predictor_fields() -> None:
     model = predictor["model"]
     # KServe matches runtimes on the exact label; kserve-sklearnserver declares version "1"
     assert model["modelFormat"] == {"name": "sklearn", "version": "1"}
+    # our own predictor, not whatever KServe's stock runtimes rank first (MLServer for v2)
+    assert model["runtime"] == "esteira-sklearn"
     assert model["protocolVersion"] == "v2"
     assert model["storageUri"] == URI
     assert model["resources"] == {
@@ -129,24 +131,49 @@ def test_transformer_when_enabled() -> None:
     assert container["name"] == "kserve-container"
     assert container["image"] == "ghcr.io/esteira/esteira-serving:0.1.0"
     assert container["command"] == ["python", "-m", "serving", "transformer"]
-    args = container["args"]
-    assert args[args.index("--predictor_host") + 1] == "machine-failure-predictor.esteira"
-    assert args[args.index("--model_name") + 1] == "machine-failure"
+    # what the controller appends is left to it (it appends only when absent)
+    assert container["args"] == ["--predictor_protocol=v1"]
+    assert container["ports"][0]["containerPort"] == 8080
     assert container["securityContext"]["runAsNonRoot"] is True
     assert transformer["serviceAccountName"] == "esteira-models"
     assert schema_errors(obj) == []
 
 
 def test_transformer_command_line_is_one_the_serving_entry_point_accepts() -> None:
+    """The argv KServe's controller gives the container (its appends included)."""
+    from esteira.launch import transformer_argv
     from serving.__main__ import build_parser
 
-    (container,) = build(settings(transformer=True))["spec"]["transformer"]["containers"]
-    args = build_parser().parse_args(container["command"][3:] + container["args"])
+    argv = transformer_argv(build(settings(transformer=True)))
+    assert argv[:4] == ["python", "-m", "serving", "transformer"]
+    assert argv[5:] == ["--model_name", "machine-failure", "--predictor_host",
+                        "machine-failure-predictor.esteira", "--http_port", "8080"]  # fmt: skip
+    args = build_parser().parse_args(argv[3:])
     assert args.role == "transformer"
     assert args.predictor_host == "machine-failure-predictor.esteira"
     assert args.model_name == "machine-failure"
-    assert args.protocol == "v2"
+    assert args.protocol == "v1"
     assert args.http_port == 8080
+
+
+def test_generated_isvc_launches_what_the_manifests_launch() -> None:
+    """The deploy component's InferenceService and manifests/ start the same servers."""
+    import shutil
+
+    from esteira import launch
+
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl not installed")
+    rendered = launch.plan("machine-failure", "local")
+    generated = build(settings(transformer=True))
+    assert launch.transformer_argv(generated) == rendered.transformer
+    from esteira.manifests import render_overlay
+
+    runtime_name = generated["spec"]["predictor"]["model"]["runtime"]
+    runtime = launch.find_runtime(render_overlay("local"), runtime_name)
+    assert launch.predictor_argv(runtime, generated) == rendered.predictor
+    image = runtime["spec"]["containers"][0]["image"]
+    assert generated["spec"]["transformer"]["containers"][0]["image"] == image
 
 
 @pytest.mark.parametrize("kserve", [{}, {"transformer": True, "canary_traffic_percent": 10}])

@@ -54,6 +54,9 @@ def pod_specs(objects: list[Obj]) -> Iterator[tuple[str, Obj, list[Obj]]]:
         elif o["kind"] == "InferenceService":
             predictor = o["spec"]["predictor"]
             yield m.describe(o), predictor, [predictor["model"], *predictor.get("containers", [])]
+            if "transformer" in o["spec"]:
+                transformer = o["spec"]["transformer"]
+                yield f"{m.describe(o)} transformer", transformer, transformer["containers"]
 
 
 _UNITS = {"m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
@@ -198,7 +201,7 @@ def test_missing_kserve_schemas_is_a_clear_error(
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_workload_is_hardened(rendered: dict[str, list[Obj]], overlay: str) -> None:
     workloads = list(pod_specs(rendered[overlay]))
-    assert len(workloads) == 3  # feature server, redis, predictor
+    assert len(workloads) == 4  # feature server, redis, predictor, transformer
     for label, pod, containers in workloads:
         pod_sc = pod.get("securityContext", {})
         assert pod_sc.get("runAsNonRoot") is True, label
@@ -252,12 +255,47 @@ def test_images_are_pinned(rendered: dict[str, list[Obj]], overlay: str) -> None
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_inferenceservice_shape(rendered: dict[str, list[Obj]], overlay: str) -> None:
     predictor = isvc(rendered[overlay])["spec"]["predictor"]
-    assert predictor["model"]["modelFormat"] == {"name": "sklearn"}
+    assert predictor["model"]["modelFormat"] == {"name": "sklearn", "version": "1"}
     assert predictor["model"]["protocolVersion"] == "v2"
-    assert predictor["model"]["runtime"] == "kserve-sklearnserver"
+    assert predictor["model"]["runtime"] == "esteira-sklearn"
     assert predictor["model"]["storageUri"] == "s3://esteira/models/machine-failure/v1"
     assert predictor["serviceAccountName"] == Settings().kserve.service_account
     assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_serving_runtime_is_ours(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    """esteira-sklearn runs the serving image; the transformer runs the same image."""
+    from esteira.deploy import serving_image
+
+    runtime = only(rendered[overlay], "ServingRuntime", "esteira-sklearn")
+    assert runtime["metadata"]["namespace"] == "esteira"
+    spec = runtime["spec"]
+    assert spec["supportedModelFormats"] == [
+        {"name": "sklearn", "version": "1", "autoSelect": False}
+    ]
+    assert spec["protocolVersions"] == ["v1", "v2", "grpc-v2"]
+    (container,) = spec["containers"]
+    assert container["image"] == serving_image(Settings())
+    assert container["command"] == ["python", "-m", "serving", "predictor"]
+    assert container["args"] == ["--model_name={{.Name}}", "--model_dir=/mnt/models",
+                                 "--http_port=8080", "--grpc_port=8081"]  # fmt: skip
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http1": 8080, "h2c": 8081}
+    (transformer,) = isvc(rendered[overlay])["spec"]["transformer"]["containers"]
+    assert transformer["image"] == container["image"]
+    config = only(rendered[overlay], "ConfigMap")["metadata"]["name"]
+    assert transformer["envFrom"] == [{"configMapRef": {"name": config}}]
+
+
+@pytest.mark.usefixtures("kserve_schemas")
+def test_cluster_runtime_is_the_same_runtime_cluster_wide(rendered: dict[str, list[Obj]]) -> None:
+    (cluster,) = m.parse_objects(m.kustomize_build(m.MANIFESTS_DIR / "cluster"))
+    assert cluster["kind"] == "ClusterServingRuntime"
+    assert "namespace" not in cluster["metadata"]
+    assert m.validate_objects([cluster]) == []
+    namespaced = only(rendered["local"], "ServingRuntime", "esteira-sklearn")
+    assert cluster["spec"] == namespaced["spec"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -1,0 +1,123 @@
+"""`esteira serve --runtime docker`: the manifests' command lines in the serving image.
+
+Each server is ``docker run`` of the serving image (``deploy.serving_image``) with the
+container's ``command`` as the entrypoint and the same argv the process runtime starts,
+except that ``/mnt/models`` stays as it is: the local models directory is mounted there,
+read-only, as KServe's storage initializer leaves it in the pod. The containers share the
+host's network (the servers already listen on the local ports, and the transformer reaches
+the predictor at 127.0.0.1), run as the calling user, and see the config file, the local
+registry and the feature repository at the same paths as here. The Docker CLI honours
+``DOCKER_HOST``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from esteira.config import Settings
+from esteira.errors import EsteiraError
+from esteira.supervisor import ChildSpec
+
+CONTAINER_PREFIX = "esteira-serve"
+MODELS_MOUNT = "/mnt/models"
+
+
+def docker_cli() -> str:
+    docker = shutil.which("docker")
+    if docker is None:
+        raise EsteiraError(
+            "--runtime docker",
+            "the docker CLI is not on PATH",
+            "install it or use --runtime process",
+        )
+    return docker
+
+
+def check_engine(image: str, env: dict[str, str] | None = None) -> None:
+    """A clear error unless a Docker engine answers and holds ``image``."""
+    docker = docker_cli()
+    where = (env or os.environ).get("DOCKER_HOST", "the default socket")
+    info = subprocess.run(
+        [docker, "info", "--format", "{{.ServerVersion}}"],
+        capture_output=True, text=True, env=env, timeout=30, check=False,
+    )  # fmt: skip
+    if info.returncode != 0:
+        raise EsteiraError(
+            "--runtime docker",
+            f"no Docker engine answers at {where} ({info.stderr.strip()[:200]})",
+            "start one and set DOCKER_HOST, or use --runtime process",
+        )
+    found = subprocess.run(
+        [docker, "image", "inspect", "--format", "{{.Id}}", image],
+        capture_output=True, text=True, env=env, timeout=30, check=False,
+    )  # fmt: skip
+    if found.returncode != 0:
+        raise EsteiraError(
+            "image",
+            f"the serving image {image} is not in the engine at {where}",
+            "run `make images`",
+        )
+
+
+def _mounts(settings: Settings, env: dict[str, str]) -> list[str]:
+    """The config file, the local registry and the feature repo, at the same paths."""
+    paths: list[tuple[str, str]] = []
+    config = env.get("ESTEIRA_CONFIG_FILE")
+    if config:
+        paths.append((config, "ro"))
+    if settings.storage.kind == "local":
+        Path(settings.storage.root).mkdir(parents=True, exist_ok=True)
+        paths.append((str(Path(settings.storage.root).resolve()), "rw"))
+    paths.append((str(Path(settings.features.repo_path).resolve()), "rw"))
+    out: list[str] = []
+    for path, mode in paths:
+        out += ["-v", f"{path}:{path}:{mode}"]
+    return out
+
+
+def docker_argv(
+    name: str, image: str, argv: list[str], models: Path, mounts: list[str], env_names: list[str]
+) -> list[str]:
+    """``docker run`` of ``argv`` (``argv[0]`` is the entrypoint) in ``image``."""
+    uid, gid = os.getuid(), os.getgid()
+    run = [docker_cli(), "run", "--rm", "--name", name, "--network", "host",
+           "--user", f"{uid}:{gid}", "--read-only", "--tmpfs", "/tmp",
+           "-v", f"{models.resolve()}:{MODELS_MOUNT}:ro", *mounts]  # fmt: skip
+    for key in env_names:
+        run += ["-e", key]  # the value comes from the CLI's environment, never the argv
+    return [*run, "--entrypoint", argv[0], image, *argv[1:]]
+
+
+def child_specs(
+    settings: Settings,
+    argvs: dict[str, list[str]],
+    models: Path,
+    out: Path,
+    env: dict[str, str],
+) -> list[ChildSpec]:
+    from esteira.deploy import serving_image
+
+    image = serving_image(settings)
+    check_engine(image, env)
+    mounts = _mounts(settings, env)
+    env_names = sorted(
+        k
+        for k in env
+        if k.startswith("ESTEIRA_") or k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    )
+    specs = []
+    for role, argv in argvs.items():
+        name = f"{CONTAINER_PREFIX}-{role}-{settings.serving.transformer_port}"
+        specs.append(
+            ChildSpec(
+                role,
+                docker_argv(name, image, argv, models, mounts, env_names),
+                out / f"{role}.log",
+                env,
+                cleanup=[docker_cli(), "rm", "-f", name],
+            )
+        )
+    return specs
