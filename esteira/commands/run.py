@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     from esteira.training_run import run_training
 
-    summary = run_training(settings, args.out)
+    summary = run_training(settings, args.out, config_path=args.config)
     print(f"\n== {summary['pipeline']}: {summary['status']} in {summary['seconds']:.0f}s")
     if summary["status"] != "ok":
         print(f"error: {summary.get('error')}", file=sys.stderr)
