@@ -71,14 +71,14 @@ def test_broken_yaml_is_one_line_with_file_line_and_column(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    ("yaml_text", "suggestion"),
+    ("yaml_text", "typo", "suggestion"),
     [
-        ("model:\n  familly: random_forest\n", "did you mean `model.family`?"),
-        ("modle:\n  family: random_forest\n", "did you mean `model`?"),
-        ("gate:\n  treshold: {roc_auc: 0.7}\n", "did you mean `gate.thresholds`?"),
+        ("model:\n  familly: random_forest\n", "model.familly", "did you mean `model.family`?"),
+        ("modle:\n  family: random_forest\n", "modle", "did you mean `model`?"),
+        ("gate:\n  treshold: {roc_auc: 0.7}\n", "gate.treshold", "did you mean `gate.thresholds`?"),
     ],
 )
-def test_an_unknown_key_suggests_the_known_one(tmp_path: Path, yaml_text, suggestion):
+def test_an_unknown_key_suggests_the_known_one(tmp_path: Path, yaml_text, typo, suggestion):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml_text)
     with pytest.raises(ConfigError) as err:
