@@ -11,45 +11,12 @@ from typing import Any
 
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from esteira.config import ModelSettings
-from esteira.errors import ConfigError, DataError
-
-ESTIMATORS: dict[tuple[str, str], tuple[type, dict[str, Any]]] = {
-    ("classification", "gradient_boosting"): (
-        HistGradientBoostingClassifier,
-        {"max_iter": 200, "learning_rate": 0.08},
-    ),
-    ("classification", "random_forest"): (
-        RandomForestClassifier,
-        {
-            "n_estimators": 200,
-            "min_samples_leaf": 5,
-            "n_jobs": 2,
-            "class_weight": "balanced_subsample",
-        },
-    ),
-    ("classification", "logistic_regression"): (
-        LogisticRegression,
-        {"max_iter": 2000, "class_weight": "balanced"},
-    ),
-    ("regression", "gradient_boosting"): (HistGradientBoostingRegressor, {"max_iter": 200}),
-    ("regression", "random_forest"): (
-        RandomForestRegressor,
-        {"n_estimators": 200, "min_samples_leaf": 5, "n_jobs": 2},
-    ),
-    # a linear model for regression is Ridge: "logistic_regression" names the linear family
-    ("regression", "logistic_regression"): (Ridge, {"alpha": 1.0}),
-}
+from esteira.errors import DataError
+from esteira.model_families import FAMILIES, check_hyperparameters, estimator_class
 
 
 @dataclass
@@ -64,17 +31,11 @@ class TrainResult:
 
 
 def make_estimator(cfg: ModelSettings) -> Any:
-    cls, defaults = ESTIMATORS[(cfg.task, cfg.family)]
+    cls = estimator_class(cfg.task, cfg.family)
+    defaults = FAMILIES[(cfg.task, cfg.family)][1]
+    check_hyperparameters(cfg.task, cfg.family, cfg.hyperparameters)
     params = {**defaults, **cfg.hyperparameters}
-    allowed = set(cls().get_params())
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"model.hyperparameters.{unknown[0]}",
-            f"not a parameter of {cls.__name__}",
-            f"use one of {sorted(allowed)}",
-        )
-    if "random_state" in allowed:
+    if "random_state" in cls().get_params():
         params["random_state"] = cfg.random_state
     return cls(**params)
 

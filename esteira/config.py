@@ -8,6 +8,7 @@ Credentials are never configuration: storage reads them from the environment
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +90,15 @@ class ModelSettings(_Section):
     random_state: int = 42
     test_fraction: float = Field(0.2, gt=0, lt=0.9)
     decision_threshold: float = Field(0.5, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _hyperparameters_fit_the_family(self) -> ModelSettings:
+        # checked when the config loads, not 40 s into a run (sklearn is imported only if set);
+        # the ConfigError is not a ValueError, so pydantic lets it through as it is
+        from esteira.model_families import check_hyperparameters
+
+        check_hyperparameters(self.task, self.family, self.hyperparameters)
+        return self
 
 
 class GateSettings(_Section):
@@ -240,15 +250,49 @@ def resolve_path(path: str | Path) -> Path:
     return p if p.is_absolute() else (Path.cwd() / p).resolve()
 
 
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys allowed beside the unknown key at ``loc`` (its parent's fields)."""
+    model: Any = Settings
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _unknown_key_fix(loc: tuple) -> str:
+    parent = ".".join(str(p) for p in loc[:-1])
+    known = _known_keys(loc)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{'.'.join([parent, close[0]]).lstrip('.')}`?"
+    where = f"`{parent}`" if parent else "the top level"
+    return f"remove it; keys allowed at {where}: {', '.join(known)}"
+
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key in {source}. Fix: {_unknown_key_fix(e['loc'])}")
+            continue
         env = ENV_PREFIX + "__".join(str(p).upper() for p in e["loc"])
         got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
         msg = e["msg"].removeprefix("Value error, ")
         lines.append(f"{key}: {msg}{got}. Fix: set `{key}` in {source} or {env}")
     return "; ".join(lines)
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> ConfigError:
+    """PyYAML's multi-line message as one line: file, line, column and what is wrong."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    what = f"{problem} ({context})" if context else problem
+    return ConfigError("--config", f"{where}: not valid YAML: {what}", "fix the YAML at that line")
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -263,9 +307,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
         try:
             values = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(
-                "--config", f"{p} is not valid YAML ({exc})", "fix the YAML"
-            ) from None
+            raise _yaml_error(p, exc) from None
         if not isinstance(values, dict):
             raise ConfigError("--config", f"{p} must hold a mapping of sections", "see README")
     try:

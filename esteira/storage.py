@@ -316,7 +316,7 @@ def read_uri(uri: str, settings: StorageSettings, *, max_bytes: int = 2 * 1024**
         raise StorageError(
             "data.source_uri",
             f"no file at {path}",
-            "check the path or run `make run` to generate data",
+            "check data.source_uri; `esteira data generate --out PATH` writes demo data",
         )
     return path.read_bytes()
 

@@ -6,27 +6,48 @@ import time
 from pathlib import Path
 from typing import Any
 
-from esteira.config import DataSettings, Settings, resolve_path
+from esteira.config import Settings, resolve_path
 from esteira.data import generate_fleet, write_fleet
+from esteira.errors import DataError
 from esteira.local_run import LocalRun, run_pipeline, write_summary
 
+DEMO_DATA_DIR = "data"  # where `make run` may write the seeded demo fleet
 
-def ensure_demo_data(settings: Settings) -> bool:
-    """Generate the default dataset when it is the configured source and missing."""
+
+def generate_command(settings: Settings, config_path: str | None = None) -> str:
+    """The exact command that writes the demo fleet the settings describe to data.source_uri."""
+    d = settings.data
+    cfg = f"--config {config_path} " if config_path else ""
+    return (
+        f"esteira {cfg}data generate --out {d.source_uri} --machines {d.machines} "
+        f"--days {d.days} --start {d.start} --seed {d.seed} --period {d.period}"
+    )
+
+
+def ensure_demo_data(settings: Settings, config_path: str | None = None) -> bool:
+    """Generate the demo fleet when data.source_uri is a missing file under ``data/``.
+
+    A missing file anywhere else is a user's dataset that is not there: the run stops
+    before any step starts, naming the command that would generate demo data there.
+    """
     source = settings.data.source_uri
-    if "://" in source or resolve_path(source) != resolve_path(DataSettings().source_uri):
+    if "://" in source or resolve_path(source).exists():
         return False
-    if resolve_path(source).exists():
-        return False
+    path = resolve_path(source)
+    if not path.is_relative_to(resolve_path(DEMO_DATA_DIR)):
+        raise DataError(
+            "data.source_uri",
+            f"no file at {path}",
+            f"point data.source_uri at your data, or generate the demo fleet there: "
+            f"`{generate_command(settings, config_path)}`",
+        )
     d = settings.data
     print(
         f"[esteira] generating demo data: {d.machines} machines x {d.days} days -> {source}",
         flush=True,
     )
     started = time.monotonic()
-    write_fleet(
-        generate_fleet(d.machines, d.days, d.start, d.seed, d.period), str(resolve_path(source))
-    )
+    write_fleet(generate_fleet(d.machines, d.days, d.start, d.seed, d.period), str(path))
     print(f"[esteira] data ready in {time.monotonic() - started:.1f}s", flush=True)
     return True
 
@@ -92,9 +113,10 @@ def run_training(
     *,
     root: str | Path = "dist/local_outputs",
     runner: str = "subprocess",
+    config_path: str | None = None,
 ) -> dict[str, Any]:
     """Compile the training pipeline to ``<root>/../pipelines/training.yaml`` and run that YAML."""
-    ensure_demo_data(settings)
+    ensure_demo_data(settings, config_path)
     run = run_pipeline("training", settings, root=root, runner=runner)
     summary = summarize(run)
     write_summary(summary, out_dir)

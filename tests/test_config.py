@@ -19,16 +19,16 @@ def test_defaults_are_the_local_mode(monkeypatch):
 def test_yaml_overrides_defaults_and_env_overrides_yaml(tmp_path: Path, monkeypatch):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        "model:\n  family: random_forest\n  hyperparameters: {n_estimators: 10}\nkserve:\n  namespace: ml\n"
+        "model:\n  family: random_forest\n  hyperparameters: {max_depth: 4}\nkserve:\n  namespace: ml\n"
     )
     s = load_settings(cfg)
     assert (s.model.family, s.model.hyperparameters, s.kserve.namespace) == (
         "random_forest",
-        {"n_estimators": 10},
+        {"max_depth": 4},
         "ml",
     )
-    monkeypatch.setenv("ESTEIRA_MODEL__FAMILY", "logistic_regression")
-    assert load_settings(cfg).model.family == "logistic_regression"
+    monkeypatch.setenv("ESTEIRA_MODEL__FAMILY", "gradient_boosting")  # takes max_depth too
+    assert load_settings(cfg).model.family == "gradient_boosting"
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ def test_yaml_overrides_defaults_and_env_overrides_yaml(tmp_path: Path, monkeypa
         ("storage:\n  kind: s3\n", "storage", "storage.endpoint is required"),
         ("gate:\n  thresholds: {auc: 0.8}\n", "gate", "roc_auc"),
         ("data:\n  machines: 0\n", "data.machines", "greater than or equal to 1"),
-        ("modle:\n  family: x\n", "modle", "Extra inputs"),
+        ("modle:\n  family: x\n", "modle", "unknown key"),
     ],
 )
 def test_a_wrong_value_names_the_key_and_what_is_allowed(tmp_path: Path, yaml_text, key, allowed):
@@ -58,10 +58,60 @@ def test_env_values_are_validated_too(monkeypatch):
 def test_missing_or_broken_file_is_a_clear_error(tmp_path: Path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_broken_yaml_is_one_line_with_file_line_and_column(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    bad.write_text("model:\n  family: random_forest\n  hyperparameters: {n_estimators: 10\n")
+    with pytest.raises(ConfigError) as err:
         load_settings(bad)
+    message = err.value.message
+    assert "\n" not in message
+    assert f"{bad}:4:1: not valid YAML: expected ',' or '}}'" in message
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "typo", "suggestion"),
+    [
+        ("model:\n  familly: random_forest\n", "model.familly", "did you mean `model.family`?"),
+        ("modle:\n  family: random_forest\n", "modle", "did you mean `model`?"),
+        ("gate:\n  treshold: {roc_auc: 0.7}\n", "gate.treshold", "did you mean `gate.thresholds`?"),
+    ],
+)
+def test_an_unknown_key_suggests_the_known_one(tmp_path: Path, yaml_text, typo, suggestion):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert suggestion in err.value.message
+    typo = yaml_text.split(":")[0] if yaml_text.startswith("modle") else None
+    assert (
+        typo is None or f"set `{typo}" not in err.value.message
+    )  # never repeats the typo as advice
+
+
+def test_an_unknown_key_with_no_near_match_lists_the_allowed_keys(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  zzz: 1\n")
+    with pytest.raises(
+        ConfigError, match=r"model\.zzz: unknown key.*keys allowed at `model`: .*family"
+    ):
+        load_settings(cfg)
+
+
+def test_hyperparameters_are_checked_against_the_family_when_the_config_loads(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  family: random_forest\n  hyperparameters: {max_iter: 10}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert err.value.field == "model.hyperparameters.max_iter"
+    assert "RandomForestClassifier" in err.value.rule
+    # the same key is right for gradient boosting, and a near miss gets a suggestion
+    cfg.write_text("model:\n  hyperparameters: {max_iter: 10}\n")
+    assert load_settings(cfg).model.hyperparameters == {"max_iter": 10}
+    cfg.write_text("model:\n  hyperparameters: {max_iters: 10}\n")
+    with pytest.raises(ConfigError, match="did you mean `model.hyperparameters.max_iter`"):
+        load_settings(cfg)
 
 
 def test_pipeline_parameter_round_trips_and_is_canonical():

@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from esteira.data import COLUMNS, generate_fleet
 
@@ -39,3 +40,39 @@ def test_a_later_period_keeps_the_fleet_and_drift_is_visible():
     assert abs(stable.volt.mean() - train.volt.mean()) < 3
     assert drifted.volt.mean() - train.volt.mean() > 8
     assert "model5" in set(drifted.model) and "model5" not in set(train.model)
+
+
+def test_run_generates_demo_data_at_a_new_path_under_data(tmp_path, monkeypatch):
+    from esteira.config import Settings
+    from esteira.training_run import ensure_demo_data
+
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.model_validate(
+        {"data": {"source_uri": "data/small.parquet", "machines": 4, "days": 3}}
+    )
+    assert ensure_demo_data(settings) is True
+    frame = pd.read_parquet(tmp_path / "data" / "small.parquet")
+    assert frame["machine_id"].nunique() == 4
+    assert ensure_demo_data(settings) is False  # present: left alone
+
+
+def test_run_names_the_exact_command_for_a_missing_file_elsewhere(tmp_path, monkeypatch):
+    from esteira.cli import main
+    from esteira.config import Settings
+    from esteira.errors import DataError
+    from esteira.training_run import ensure_demo_data
+
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "elsewhere" / "fleet.parquet"
+    settings = Settings.model_validate(
+        {"data": {"source_uri": str(target), "machines": 3, "days": 3, "seed": 7}}
+    )
+    with pytest.raises(DataError) as err:
+        ensure_demo_data(settings, "team.yaml")
+    assert not target.exists()  # a user's missing dataset is never replaced by demo data
+    command = err.value.fix.split("`")[1]
+    assert command.startswith("esteira --config team.yaml data generate --out ")
+    # the command it names does what it says (run here without the config file it mentions)
+    argv = command.removeprefix("esteira --config team.yaml ").split()
+    assert main(argv) == 0
+    assert pd.read_parquet(target)["machine_id"].nunique() == 3

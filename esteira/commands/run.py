@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     from esteira.training_run import run_training
 
-    summary = run_training(settings, args.out, runner=args.runner)
+    summary = run_training(settings, args.out, runner=args.runner, config_path=args.config)
     print(
         f"\n== {summary['pipeline']}: {summary['status']} in {summary['seconds']:.0f}s"
         f" ({summary['runner']} runner, {summary['pipeline_yaml']})"
