@@ -62,7 +62,7 @@ monitor: setup ## monitoring over the prediction log (PERIOD=drifted or stable)
 	@$(ESTEIRA) $(CFG) monitor --period $(PERIOD)
 
 fuzz: setup deps ## full fuzz run against predictor and transformer: dist/fuzz/summary.json
-	@$(PY) -m bench.fuzz
+	@$(PY) -m testkit.fuzz
 
 load: setup deps ## load test from a separate process: dist/load/summary.json
 	@$(PY) -m bench.load

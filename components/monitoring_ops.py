@@ -15,10 +15,10 @@ from esteira.kfp_support import component
 @component
 def load_data(config: str, uri: str, dataset: Output[Dataset]) -> str:
     """Read raw data (path, http(s), s3://) into Parquet; returns the content hash."""
-    from components.ingest import ingest
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
     from esteira.errors import ConfigError
+    from esteira.ingest import ingest
     from esteira.kfp_support import guarded
 
     with guarded("load-data"):
@@ -46,12 +46,12 @@ def batch_features(
 
     import pandas as pd
 
-    from components import batch_predict as bp
-    from components.feast_ops import apply_definitions
-    from components.ingest import ingest
-    from components.lifecycle import registry_for
+    from components.batch_predict import logic as bp
+    from components.register.logic import registry_for
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
+    from esteira.feast_repo import apply_definitions
+    from esteira.ingest import ingest
     from esteira.kfp_support import guarded
 
     with guarded("batch-features"):
@@ -97,7 +97,7 @@ def batch_predict(
 
     import pandas as pd
 
-    from components.batch_predict import DEFAULT_CHUNK_ROWS, score_and_write
+    from components.batch_predict.logic import DEFAULT_CHUNK_ROWS, score_and_write
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded
 
@@ -120,7 +120,7 @@ def batch_predict(
 @component
 def load_predictions(config: str, start: str, end: str, predictions: Output[Dataset]) -> int:
     """Logged predictions with event_timestamp in [start, end) (newest per entity and time)."""
-    from components.monitor import logged_predictions
+    from components.live_performance.logic import logged_predictions
     from esteira.config import settings_from_json
     from esteira.errors import DataError
     from esteira.kfp_support import guarded
@@ -150,7 +150,7 @@ def drift_check(
 
     import pandas as pd
 
-    from components import monitor
+    from components.live_performance import logic as monitor
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded, write_json
 
@@ -194,7 +194,7 @@ def live_performance(
 
     import pandas as pd
 
-    from components import monitor
+    from components.live_performance import logic as monitor
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded, write_json
 
@@ -235,7 +235,7 @@ def retrain(config: str, new_data: Input[Dataset], mode: str, run: Output[Artifa
 
     import pandas as pd
 
-    from components import monitor
+    from components.live_performance import logic as monitor
     from esteira.config import settings_from_json
     from esteira.errors import EsteiraError
     from esteira.kfp_support import guarded

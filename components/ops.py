@@ -16,9 +16,9 @@ from esteira.kfp_support import component
 @component
 def ingest(config: str, dataset: Output[Dataset]) -> str:
     """Read the configured source (path, http(s), s3://) into Parquet; returns the content hash."""
-    from components.ingest import ingest as run
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
+    from esteira.ingest import ingest as run
     from esteira.kfp_support import guarded
 
     with guarded("ingest"):
@@ -37,7 +37,7 @@ def validate(config: str, dataset: Input[Dataset], report: Output[Metrics]):
     """Check the dataset contract; any violation fails the task and stops the pipeline."""
     import pandas as pd
 
-    from components.validate import validate as run
+    from components.validate.logic import validate as run
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
     from esteira.kfp_support import guarded
@@ -62,10 +62,10 @@ def compute_features(config: str, dataset: Input[Dataset], entities: Output[Data
     """Write the Feast sources' tables; output the labelled entity rows for training."""
     import pandas as pd
 
-    from components.feast_ops import publish_sources
-    from components.features import compute_feature_tables, label_frame
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
+    from esteira.feast_repo import publish_sources
+    from esteira.features import compute_feature_tables, label_frame
     from esteira.kfp_support import guarded
 
     with guarded("compute-features"):
@@ -84,8 +84,8 @@ def compute_features(config: str, dataset: Input[Dataset], entities: Output[Data
 @component
 def feast_apply(config: str) -> str:
     """Register the feature definitions (idempotent); returns their hash."""
-    from components.feast_ops import apply_definitions
     from esteira.config import settings_from_json
+    from esteira.feast_repo import apply_definitions
     from esteira.kfp_support import guarded
 
     with guarded("feast-apply"):
@@ -103,8 +103,8 @@ def build_training_set(
 
     import pandas as pd
 
-    from components.feast_ops import build_training_set as run
     from esteira.config import settings_from_json
+    from esteira.feast_repo import build_training_set as run
     from esteira.kfp_support import guarded
 
     with guarded("build-training-set"):
@@ -137,7 +137,7 @@ def train(
 
     import pandas as pd
 
-    from components.train import train_model
+    from components.train.logic import train_model
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
     from esteira.kfp_support import guarded, write_json
@@ -193,8 +193,8 @@ def evaluate(
 
     import pandas as pd
 
-    from components.evaluate import score
     from esteira.config import settings_from_json
+    from esteira.evaluation import score
     from esteira.kfp_support import guarded
     from esteira.report import render_metrics_html
     from esteira.safe_load import load_model
@@ -224,8 +224,8 @@ def evaluate(
 @component
 def gate(config: str, scores: dict) -> bool:
     """The absolute thresholds (gate.thresholds). One boolean output, so `dsl.If` can branch on it."""
-    from components.evaluate import check_thresholds
     from esteira.config import settings_from_json
+    from esteira.evaluation import check_thresholds
     from esteira.kfp_support import guarded
 
     with guarded("gate"):
@@ -248,7 +248,7 @@ def register(
     """Store the model as a new immutable registry version with everything needed to trace it."""
     from collections import namedtuple
 
-    from components.lifecycle import register_model
+    from components.register.logic import register_model
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded
 
@@ -273,7 +273,7 @@ def promote(config: str, version: int, holdout: Input[Dataset], decision: Output
     """Champion/challenger on the same hold-out; move `production` only for a better model."""
     import pandas as pd
 
-    from components.lifecycle import champion_challenger
+    from components.register.logic import champion_challenger
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded, write_json
 
@@ -312,8 +312,8 @@ def deploy(config: str, version: int, manifest: Output[Artifact]) -> str:
 @component
 def materialize(config: str) -> dict:
     """Load the newest feature values into the online store for serving."""
-    from components.feast_ops import materialize as run
     from esteira.config import settings_from_json
+    from esteira.feast_repo import materialize as run
     from esteira.kfp_support import guarded
 
     with guarded("materialize"):

@@ -15,6 +15,7 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY esteira/ esteira/
+COPY esteira_cli/ esteira_cli/
 COPY components/ components/
 COPY pipelines/ pipelines/
 COPY serving/ serving/
@@ -30,6 +31,7 @@ RUN groupadd --gid 10001 esteira \
 WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY esteira/ esteira/
+COPY esteira_cli/ esteira_cli/
 COPY serving/ serving/
 USER 10001:10001
 # transformer :8080, predictor REST :8085, predictor gRPC :8086 (serving.* settings)

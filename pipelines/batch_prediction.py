@@ -10,7 +10,7 @@ from kfp import dsl
 
 from components import monitoring_ops as mops
 from components import ops
-from components.batch_predict import DEFAULT_CHUNK_ROWS
+from components.batch_predict.logic import DEFAULT_CHUNK_ROWS
 from esteira.config import Settings
 from pipelines.common import default_config, with_credentials
 

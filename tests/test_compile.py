@@ -32,7 +32,7 @@ def compile_all(out: Path, image_tag: str = "9.9.9") -> None:
         "PATH": "/usr/bin:/bin",
     }
     subprocess.run(
-        [sys.executable, "-m", "esteira.cli", "compile", "--out", str(out)],
+        [sys.executable, "-m", "esteira_cli.cli", "compile", "--out", str(out)],
         check=True,
         cwd=ROOT,
         env=env,

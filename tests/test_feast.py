@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components import feast_ops
-from components.features import compute_feature_tables, label_frame
+from esteira import feast_repo as feast_ops
 from esteira.config import Settings
 from esteira.contract import load_contract
 from esteira.data import generate_fleet
 from esteira.errors import DataError
 from esteira.feast_store import feature_store, repo_config
+from esteira.features import compute_feature_tables, label_frame
 from esteira.online import (
     MissingRequestValueError,
     OnlineFeatures,

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import RedisServer
 from esteira.net import free_port
-from tests.conftest import RedisServer
-from tests.serving_fixtures import MODEL_NAME, ServerProcess, World, build_world, write_config
+from testkit.serving import MODEL_NAME, ServerProcess, World, build_world, write_config
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
 
