@@ -19,7 +19,7 @@ def load_pipeline(name: str, settings: Settings):
 
     if name not in PIPELINES:
         raise ConfigError("pipeline", f"unknown pipeline {name!r}", f"use one of {list(PIPELINES)}")
-    # the component image is fixed when components.ops is first imported
+    # the component image is fixed when a components.<step>.component is first imported
     os.environ.setdefault(IMAGE_ENV, settings.image.reference)
     return importlib.import_module(f"pipelines.{name}").build(settings)
 
