@@ -60,16 +60,17 @@ def run(
     repeats: int = 5,
 ) -> dict[str, Any]:
     """Measure and write ``batch.json``; returns the numbers."""
+    from components.batch_features import logic as bf
     from components.batch_predict import logic as bp
-    from components.register.logic import registry_for
     from esteira.contract import load_contract
+    from esteira.registry import registry_for
 
     settings = (settings or load_settings()).resolved()
     contract = load_contract(settings.features.repo_path)
-    model = bp.load_model(registry_for(settings))
+    model = bp.load_production_model(registry_for(settings))
     rows = _entity_rows(settings, days)
     started = time.perf_counter()
-    features = bp.historical_features(rows, settings).frame
+    features = bf.historical_features(rows, settings).frame
     retrieval = time.perf_counter() - started
 
     copies = max(1, -(-min_rows // max(len(features), 1)))

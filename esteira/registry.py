@@ -31,10 +31,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from esteira.errors import EsteiraError
 from esteira.storage import LocalStorage, S3Storage
+
+if TYPE_CHECKING:
+    from esteira.config import Settings
 
 Storage = LocalStorage | S3Storage
 
@@ -409,3 +412,21 @@ def _to_json(value: dict[str, Any], field_name: str) -> bytes:
             f"is not JSON-serialisable ({exc})",
             "use str, int, float (finite), bool, None, list and dict only",
         ) from None
+
+
+def registry_for(settings: Settings) -> Registry:
+    """The registry of the configured model (``model.name``) on the configured storage."""
+    from esteira.storage import open_storage
+
+    return Registry(open_storage(settings.storage), settings.model.name)
+
+
+def production_version(registry: Registry, ref: int | str = DEFAULT_ALIAS) -> ModelVersion:
+    """The version behind ``ref``; a clear error when nothing was trained and promoted yet."""
+    if ref == DEFAULT_ALIAS and DEFAULT_ALIAS not in registry.aliases():
+        raise EsteiraError(
+            f"model {registry.name!r}",
+            "has no production version",
+            "run `make run` first (it trains, registers and promotes a model)",
+        )
+    return registry.get(ref)

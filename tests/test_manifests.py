@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from esteira import manifests as m
 from esteira.config import Settings
 from esteira.errors import EsteiraError
 from esteira_cli.cli import main
+from testkit.services import S3_ACCESS_KEY, S3_SECRET_KEY
 
 OVERLAYS = ("local", "production")
 ALLOWED_VERBS = {"get", "list", "watch", "create", "patch", "update"}

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from esteira.errors import EsteiraError
 from esteira.storage import open_storage
 from esteira_cli.compile import compile_pipeline
 from esteira_cli.training_run import run_training
 from testkit.pipeline import small_workspace
+from testkit.services import S3_ACCESS_KEY, S3_SECRET_KEY
 
 pytestmark = pytest.mark.slow
 PLANTED = (S3_ACCESS_KEY, S3_SECRET_KEY)

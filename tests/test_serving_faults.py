@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import RedisServer
 from esteira.net import free_port
+from testkit.services import RedisServer
 from testkit.serving import MODEL_NAME, ServerProcess, World, build_world, write_config
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")

@@ -25,34 +25,34 @@ def batch_features(
 
     import pandas as pd
 
-    from components.batch_predict import logic as bp
-    from components.register.logic import registry_for
+    from components.batch_features import logic as bf
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
     from esteira.feast_repo import apply_definitions
     from esteira.ingest import ingest
     from esteira.kfp_support import guarded
+    from esteira.registry import production_version, registry_for
 
     with guarded("batch-features"):
         settings = settings_from_json(config)
         contract = load_contract(settings.features.repo_path)
         raw = pd.read_parquet(data.path)
         if not history_uri:
-            production = bp.production_version(registry_for(settings))
+            production = production_version(registry_for(settings))
             history_uri = production.metadata.get("source_uri") or settings.data.source_uri
         history = ingest(history_uri, settings, contract).frame
-        published = bp.extend_sources(raw, history, settings, contract)
+        published = bf.extend_sources(raw, history, settings, contract)
         print(
             f"published features from {published['start']} ({published['warmup_rows']} warm-up rows)"
         )
         apply_definitions(settings)
         if entities_uri:
-            rows = bp.read_entity_rows(entities_uri, settings, contract, raw)
+            rows = bf.read_entity_rows(entities_uri, settings, contract, raw)
         else:
-            rows = bp.entity_rows(
+            rows = bf.entity_rows(
                 raw, contract, every_hours or settings.features.sample_every_hours
             )
-        retrieved = bp.historical_features(rows, settings)
+        retrieved = bf.historical_features(rows, settings)
         retrieved.frame.to_parquet(features.path, index=False)
         features.metadata.update(
             {

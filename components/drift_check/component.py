@@ -24,15 +24,15 @@ def drift_check(
 
     import pandas as pd
 
-    from components.live_performance import logic as monitor
+    from components.drift_check import logic
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded, write_json
 
     with guarded("drift-check"):
         settings = settings_from_json(config)
-        result, html = monitor.drift_check(settings, pd.read_parquet(predictions.path))
-        verdict = monitor.drift_verdict(result)
-        features = monitor.feature_summary(result)
+        result, html = logic.drift_check(settings, pd.read_parquet(predictions.path))
+        verdict = logic.drift_verdict(result)
+        features = logic.feature_summary(result)
         metrics.log_metric("drift_share", round(result.drift_share, 6))
         metrics.log_metric("drifted_features", len(result.drifted_features))
         metrics.log_metric("dataset_drift", int(result.dataset_drift))

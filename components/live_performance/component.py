@@ -24,13 +24,13 @@ def live_performance(
 
     import pandas as pd
 
-    from components.live_performance import logic as monitor
+    from components.live_performance import logic
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded, write_json
 
     with guarded("live-performance"):
         settings = settings_from_json(config)
-        result = monitor.live_performance(
+        result = logic.live_performance(
             pd.read_parquet(predictions.path), pd.read_parquet(labels.path), settings
         )
         for name, value in result.get("metrics", {}).items():

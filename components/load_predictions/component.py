@@ -12,7 +12,7 @@ from esteira.kfp_support import component
 @component
 def load_predictions(config: str, start: str, end: str, predictions: Output[Dataset]) -> int:
     """Logged predictions with event_timestamp in [start, end) (newest per entity and time)."""
-    from components.live_performance.logic import logged_predictions
+    from components.load_predictions.logic import logged_predictions
     from esteira.config import settings_from_json
     from esteira.errors import DataError
     from esteira.kfp_support import guarded

@@ -14,7 +14,7 @@ def promote(config: str, version: int, holdout: Input[Dataset], decision: Output
     """Champion/challenger on the same hold-out; move `production` only for a better model."""
     import pandas as pd
 
-    from components.register.logic import champion_challenger
+    from components.promote.logic import champion_challenger
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded, write_json
 

@@ -1,4 +1,4 @@
-"""Register, and champion/challenger: the step from a passing model to a production version."""
+"""Register: a passing model becomes a new immutable registry version, with its lineage."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from esteira.champion import decide
 from esteira.config import Settings
 from esteira.drift import summarize_reference
-from esteira.evaluation import score
-from esteira.registry import MODEL_FILE, ModelVersion, Registry
-from esteira.safe_load import load_model
-from esteira.storage import open_storage
+from esteira.registry import MODEL_FILE, ModelVersion, registry_for
 
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "feast", "kfp", "kserve", "pyarrow")
 PRODUCTION = "production"
@@ -31,10 +27,6 @@ def library_versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def registry_for(settings: Settings) -> Registry:
-    return Registry(open_storage(settings.storage), settings.model.name)
 
 
 def register_model(
@@ -81,46 +73,3 @@ def register_model(
         "reference.json": json.dumps(reference, sort_keys=True).encode(),
     }
     return registry_for(settings).register(files, metadata)
-
-
-def champion_challenger(settings: Settings, version: int, holdout: pd.DataFrame) -> dict[str, Any]:
-    """Score the current production model on the challenger's hold-out and decide.
-
-    The champion is re-scored on the same rows, so the comparison is fair even if
-    the data moved since it was trained. If the champion cannot read this hold-out
-    (its features are not all there), its recorded metrics are used and the reason says so.
-    """
-    registry = registry_for(settings)
-    challenger = registry.get(version)
-    champion_version = registry.aliases().get(PRODUCTION)
-    champion_metrics, note = None, ""
-    if champion_version is not None:
-        champion = registry.get(champion_version)
-        features = champion.metadata["feature_names"]
-        if set(features) <= set(holdout.columns):
-            model = load_model(registry.read_file(champion_version, MODEL_FILE))
-            champion_metrics = score(
-                model, holdout, features, champion.metadata["label"], settings.model
-            ).metrics
-        else:
-            champion_metrics, note = (
-                champion.metadata["metrics"],
-                " (champion's recorded metrics: its features differ)",
-            )
-    decision = decide(challenger.metadata["metrics"], champion_metrics, settings.gate)
-    if decision.promote:
-        registry.set_alias(PRODUCTION, version, reason=decision.reason)
-    return {
-        "promoted": decision.promote,
-        "winner": decision.winner,
-        "metric": decision.metric,
-        "challenger_version": version,
-        "champion_version": champion_version,
-        "challenger_value": decision.challenger_value,
-        "champion_value": decision.champion_value,
-        "improvement": decision.improvement,
-        "reason": decision.reason + note,
-        "production_version": registry.aliases().get(
-            PRODUCTION, version if decision.promote else -1
-        ),
-    }

@@ -21,16 +21,16 @@ def retrain(config: str, new_data: Input[Dataset], mode: str, run: Output[Artifa
 
     import pandas as pd
 
-    from components.live_performance import logic as monitor
+    from components.retrain import logic
     from esteira.config import settings_from_json
     from esteira.errors import EsteiraError
     from esteira.kfp_support import guarded
 
     with guarded("retrain"):
         settings = settings_from_json(config)
-        data_uri = monitor.retraining_data(settings, pd.read_parquet(new_data.path))
+        data_uri = logic.retraining_data(settings, pd.read_parquet(new_data.path))
         os.makedirs(run.path, exist_ok=True)
-        result = monitor.trigger_retraining(settings, mode, data_uri=data_uri, work_dir=run.path)
+        result = logic.trigger_retraining(settings, mode, data_uri=data_uri, work_dir=run.path)
         run.metadata.update({"mode": result.mode, "status": result.status, "data_uri": data_uri})
         print(f"retraining ({result.mode}): {result.status} on {data_uri}")
         if result.status == "failed":

@@ -9,7 +9,7 @@ from esteira.kfp_support import component
 
 @component
 def retrain_decision(drift_detected: bool, degraded: bool) -> bool:
-    """One boolean for the pipeline's condition: drift or degradation (``monitor.should_retrain``).
+    """One boolean for the pipeline's condition: drift or degradation (``components.retrain_decision.logic.should_retrain``).
 
     Inlined rather than imported: the rule is one line and importing the monitoring
     module (scikit-learn, scipy) would cost this task seconds.

@@ -7,7 +7,7 @@ import argparse
 from esteira.config import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile pipelines to dist/pipelines/<name>.yaml")
     p.add_argument("pipelines", nargs="*", help="default: every pipeline")
     p.add_argument("--out", default="dist/pipelines")

@@ -7,7 +7,7 @@ import argparse
 from esteira.config import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="demo data")
     p.add_argument("action", choices=["generate"])
     p.add_argument("--out", help="default: data.source_uri")

@@ -16,7 +16,7 @@ from esteira.feast_store import repo_dir
 REDIS_VARIANT = "variants/redis.yaml"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "feast-serve",
         help="run `feast serve` on 127.0.0.1 for the feature repository",

@@ -13,7 +13,7 @@ from esteira.config import ROOT, Settings, resolve_path
 # its validators (jsonschema, kubernetes-validate) are dev dependencies absent from images.
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "manifests",
         help="render kustomize overlays into dist/manifests/ and validate them",

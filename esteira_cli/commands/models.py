@@ -20,7 +20,7 @@ from esteira.storage import open_storage
 DEPLOY_DIR = "dist/deploy"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "models", help="the model registry: list, show, promote, rollback, history"
     )

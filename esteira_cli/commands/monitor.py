@@ -28,7 +28,7 @@ from esteira.errors import ConfigError
 PERIODS = ("drifted", "stable")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("monitor", help="batch-predict a new period, then run monitoring on it")
     p.add_argument("--period", choices=PERIODS, default="drifted", help="default: drifted")
     p.add_argument("--days", type=int, default=30, help="length of the period (default 30)")
@@ -47,8 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 # ---- steps -----------------------------------------------------------------------------------
 def require_production(settings: Settings) -> int:
     """The production version number, or the error that says to run `make run` first."""
-    from components.batch_predict.logic import production_version
-    from components.register.logic import registry_for
+    from esteira.registry import production_version, registry_for
 
     return production_version(registry_for(settings)).version
 

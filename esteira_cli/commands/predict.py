@@ -20,7 +20,7 @@ from esteira.errors import EsteiraError
 ENDPOINTS = "dist/serve/endpoints.json"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="send a sample request to `esteira serve`")
     parser.add_argument("--machine-id", type=int, help="default: the sample's machine")
     parser.add_argument("--protocol", choices=["v1", "v2", "grpc", "all"], default="v1")

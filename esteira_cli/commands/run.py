@@ -8,7 +8,7 @@ import sys
 from esteira.config import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a pipeline locally with kfp.local")
     p.add_argument("pipeline", choices=["training"], nargs="?", default="training")
     p.add_argument("--out", default="dist/run", help="where summary.json goes")

@@ -29,7 +29,7 @@ OUT_DIR = "dist/serve"
 ENDPOINTS = "endpoints.json"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve", help="serve the production model: transformer -> predictor (REST and gRPC)"
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 from esteira.config import Settings
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "submit",
         help="compile a pipeline and start a run on Kubeflow Pipelines (kfp.host)",

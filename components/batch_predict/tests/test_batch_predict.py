@@ -46,12 +46,13 @@ def make_settings(root: Path, machines: int = MACHINES, days: int = DAYS) -> Set
 
 def train_production(settings: Settings) -> pd.DataFrame:
     """Generate, publish, train, register and promote, in-process; returns the raw data."""
-    from components.register.logic import register_model, registry_for
+    from components.register.logic import register_model
     from components.train.logic import train_model
     from esteira.contract import load_contract
     from esteira.evaluation import evaluate
     from esteira.feast_repo import apply_definitions, build_training_set, publish_sources
     from esteira.features import compute_feature_tables, label_frame
+    from esteira.registry import registry_for
 
     repo = Path(settings.features.repo_path)
     repo.mkdir(parents=True, exist_ok=True)
@@ -138,7 +139,7 @@ def fleet(trained: Trained, tmp_path: Path) -> Trained:
 
 
 def _in_process_model(settings: Settings):
-    from components.register.logic import registry_for
+    from esteira.registry import registry_for
 
     registry = registry_for(settings)
     version = registry.get("production")
@@ -146,19 +147,20 @@ def _in_process_model(settings: Settings):
 
 
 def test_batch_predictions_equal_the_in_process_model(fleet: Trained) -> None:
-    from components.batch_predict import logic as bp
+    from components.batch_features import logic as bf
     from esteira.contract import load_contract
     from esteira.feast_repo import build_training_set
     from esteira.prediction_log import read_log
     from esteira.storage import open_storage
+    from testkit.batch import run_batch
 
     settings = fleet.settings
     contract = load_contract(settings.features.repo_path)
     new = fleet.period("stable")
-    bp.extend_sources(new, fleet.raw, settings, contract)
-    rows = bp.entity_rows(new, contract, settings.features.sample_every_hours)
+    bf.extend_sources(new, fleet.raw, settings, contract)
+    rows = bf.entity_rows(new, contract, settings.features.sample_every_hours)
     lines: list[str] = []
-    result = bp.run_batch(settings, rows, chunk_rows=500, progress=lines.append)
+    result = run_batch(settings, rows, chunk_rows=500, progress=lines.append)
 
     version, model = _in_process_model(settings)
     features = version.metadata["feature_names"]
@@ -191,7 +193,7 @@ def test_batch_predictions_equal_the_in_process_model(fleet: Trained) -> None:
 
 def test_new_rows_get_the_features_of_the_full_history(fleet: Trained) -> None:
     """The warm-up makes windows and "since" counters at the period start exact."""
-    from components.batch_predict import logic as bp
+    from components.batch_features import logic as bf
     from esteira.contract import load_contract
     from esteira.feast_store import source_uri
     from esteira.features import compute_feature_tables
@@ -199,7 +201,7 @@ def test_new_rows_get_the_features_of_the_full_history(fleet: Trained) -> None:
     settings = fleet.settings
     contract = load_contract(settings.features.repo_path)
     new = fleet.period("drifted")
-    bp.extend_sources(new, fleet.raw, settings, contract)
+    bf.extend_sources(new, fleet.raw, settings, contract)
     full = compute_feature_tables(pd.concat([fleet.raw, new], ignore_index=True), contract)
     start = pd.Timestamp(new["timestamp"].min())
     for table in (contract.features.rolling.table, contract.features.events.table):
@@ -217,15 +219,16 @@ def test_new_rows_get_the_features_of_the_full_history(fleet: Trained) -> None:
 
 
 def test_chunking_does_not_change_predictions(fleet: Trained) -> None:
+    from components.batch_features import logic as bf
     from components.batch_predict import logic as bp
-    from components.register.logic import registry_for
     from esteira.contract import load_contract
+    from esteira.registry import registry_for
 
     settings = fleet.settings
     contract = load_contract(settings.features.repo_path)
-    rows = bp.entity_rows(fleet.raw.tail(5000), contract, 6)
-    features = bp.historical_features(rows, settings).frame
-    model = bp.load_model(registry_for(settings))
+    rows = bf.entity_rows(fleet.raw.tail(5000), contract, 6)
+    features = bf.historical_features(rows, settings).frame
+    model = bp.load_production_model(registry_for(settings))
     whole = bp.predict_frame(model, features, entity="machine_id", run_id="a", progress=None)
     lines: list[str] = []
     size = len(features) // 3 + 1
@@ -238,15 +241,15 @@ def test_chunking_does_not_change_predictions(fleet: Trained) -> None:
 
 
 def test_entity_file_gets_request_values_from_raw(fleet: Trained, tmp_path: Path) -> None:
-    from components.batch_predict import logic as bp
+    from components.batch_features import logic as bf
     from esteira.contract import load_contract
 
     settings = fleet.settings
     contract = load_contract(settings.features.repo_path)
-    expected = bp.entity_rows(fleet.raw, contract, 24).sample(50, random_state=1)
+    expected = bf.entity_rows(fleet.raw, contract, 24).sample(50, random_state=1)
     path = tmp_path / "entities.csv"
     expected[["machine_id", "event_timestamp"]].to_csv(path, index=False)
-    rows = bp.read_entity_rows(str(path), settings, contract, fleet.raw)
+    rows = bf.read_entity_rows(str(path), settings, contract, fleet.raw)
     key = ["machine_id", "event_timestamp"]
     pd.testing.assert_frame_equal(
         rows.sort_values(key).reset_index(drop=True)[expected.columns],
@@ -257,8 +260,8 @@ def test_entity_file_gets_request_values_from_raw(fleet: Trained, tmp_path: Path
 
 def test_no_production_model_is_a_clear_error(tmp_path: Path) -> None:
     from components.batch_predict import logic as bp
-    from components.register.logic import registry_for
     from esteira.errors import EsteiraError
+    from esteira.registry import registry_for
 
     with pytest.raises(EsteiraError, match="run `make run` first"):
-        bp.load_model(registry_for(make_settings(tmp_path)))
+        bp.load_production_model(registry_for(make_settings(tmp_path)))

@@ -32,7 +32,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 
 
 def test_drifted_period_triggers_retraining(trained: Trained, tmp_path: Path) -> None:
-    from components.register.logic import registry_for
+    from esteira.registry import registry_for
     from esteira.report import feature_anchor
     from esteira_cli.commands.monitor import run_monitor
     from esteira_cli.local_run import task_outputs
@@ -72,18 +72,19 @@ def test_drifted_period_triggers_retraining(trained: Trained, tmp_path: Path) ->
 
 
 def test_stable_period_does_not_retrain(trained: Trained, tmp_path: Path) -> None:
-    from components.batch_predict import logic as bp
-    from components.register.logic import registry_for
+    from components.batch_features import logic as bf
     from esteira.contract import load_contract
     from esteira.data import write_fleet
+    from esteira.registry import registry_for
     from esteira_cli.local_run import run_pipeline
+    from testkit.batch import run_batch
 
     fleet = trained.copy(tmp_path / "fleet")
     settings = fleet.settings
     contract = load_contract(settings.features.repo_path)
     new = fleet.period("stable")
-    bp.extend_sources(new, fleet.raw, settings, contract)
-    bp.run_batch(settings, bp.entity_rows(new, contract, 6), progress=None)
+    bf.extend_sources(new, fleet.raw, settings, contract)
+    run_batch(settings, bf.entity_rows(new, contract, 6), progress=None)
     path = tmp_path / "stable.parquet"
     write_fleet(new, str(path))
     versions = len(registry_for(settings).versions())
@@ -109,7 +110,7 @@ def _registered(tmp_path: Path, metrics: dict[str, float]) -> Settings:
     """A registry whose production version recorded ``metrics`` (no real model needed)."""
     import shutil
 
-    from components.register.logic import registry_for
+    from esteira.registry import registry_for
 
     settings = make_settings(tmp_path)
     repo = Path(settings.features.repo_path)
@@ -228,7 +229,7 @@ def test_monitor_without_production_model_says_run_make_run(
     os.environ.get("ESTEIRA_TEST_CLUSTER") != "1", reason="needs Kubeflow (ESTEIRA_TEST_CLUSTER=1)"
 )
 def test_retraining_on_a_cluster_submits_a_training_run() -> None:
-    from components.live_performance.logic import trigger_retraining
+    from components.retrain.logic import trigger_retraining
     from esteira.config import load_settings
 
     settings = load_settings(os.environ.get("ESTEIRA_CONFIG"))
