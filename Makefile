@@ -9,7 +9,7 @@ CONFIG  ?=
 CFG     := $(if $(CONFIG),--config $(CONFIG),)
 PERIOD  ?= drifted
 
-.PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load feast-serve clean
+.PHONY: help setup deps run test lint compile docs images manifests serve predict bench monitor fuzz load feast-serve clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,11 +34,16 @@ run: setup ## generate data if absent and run the training pipeline locally (kfp
 test: setup deps ## the test suite
 	@$(PY) -m pytest -q
 
-lint: setup ## ruff
+lint: setup ## ruff lint and format, the lock matches pyproject.toml, component READMEs current
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	@$(UV) lock --check --offline
+	@$(ESTEIRA) docs --check
 
-compile: setup ## compile every pipeline to dist/pipelines/<name>.yaml
+compile: setup ## compile every pipeline and component: dist/pipelines/, dist/components/
 	@$(ESTEIRA) $(CFG) compile
+
+docs: setup ## regenerate components/<name>/README.md from the components
+	@$(ESTEIRA) docs
 
 images: ## build the component/serving images (needs a Docker engine)
 	@./docker/build.sh

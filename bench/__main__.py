@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("online", "serving", "batch")
+BENCHES = ("compile", "online", "serving", "batch")
 OUT = Path("dist/bench")
 
 

@@ -13,14 +13,18 @@ from esteira.errors import ConfigError
 from esteira.kfp_support import IMAGE_ENV
 
 
+def use_image(settings: Settings) -> None:
+    """The component image; fixed when a ``components.<step>.component`` is first imported."""
+    os.environ.setdefault(IMAGE_ENV, settings.image.reference)
+
+
 def load_pipeline(name: str, settings: Settings):
     """The pipeline function of ``pipelines/<name>.py`` built with ``settings``."""
     from pipelines import PIPELINES
 
     if name not in PIPELINES:
         raise ConfigError("pipeline", f"unknown pipeline {name!r}", f"use one of {list(PIPELINES)}")
-    # the component image is fixed when a components.<step>.component is first imported
-    os.environ.setdefault(IMAGE_ENV, settings.image.reference)
+    use_image(settings)
     return importlib.import_module(f"pipelines.{name}").build(settings)
 
 

@@ -100,6 +100,9 @@ def run_pipeline(
     root: str | Path = "dist/local_outputs",
 ) -> LocalRun:
     """Run pipeline ``name`` locally; a failing task becomes ``status='failed'`` with its message."""
+    from esteira.kfp_sdk import import_kfp
+
+    import_kfp()  # kfp.local needs no API client
     from kfp import local
 
     from esteira_cli.compile import load_pipeline

@@ -10,7 +10,7 @@ from kfp import dsl
 
 from components.batch_features.component import batch_features
 from components.batch_predict.component import batch_predict
-from components.batch_predict.logic import DEFAULT_CHUNK_ROWS
+from components.batch_predict.defaults import DEFAULT_CHUNK_ROWS
 from components.load_data.component import load_data
 from components.validate.component import validate
 from esteira.config import Settings

@@ -20,7 +20,8 @@ def batch_predict(
 
     import pandas as pd
 
-    from components.batch_predict.logic import DEFAULT_CHUNK_ROWS, score_and_write
+    from components.batch_predict.defaults import DEFAULT_CHUNK_ROWS
+    from components.batch_predict.logic import score_and_write
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded
 

@@ -26,14 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.batch_predict.defaults import DEFAULT_CHUNK_ROWS
 from esteira.config import Settings
 from esteira.errors import DataError
 from esteira.features import EVENT_TS
 from esteira.registry import MODEL_FILE, Registry, production_version
 from esteira.safe_load import load_model as load_safely
 
-DEFAULT_CHUNK_ROWS = 250_000
-"""Rows scored per ``predict_proba`` call: big enough that per-call overhead vanishes."""
 PREFIX = "batch_predictions"
 SOURCE = "batch"
 PRODUCTION = "production"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from esteira.config import Settings
 from esteira.errors import ConfigError
-from esteira.feast_store import repo_dir
 
 REDIS_VARIANT = "variants/redis.yaml"
 
@@ -37,6 +36,8 @@ def feast_executable() -> str:
 
 def serve_command(settings: Settings, port: int) -> tuple[list[str], dict[str, str]]:
     """The `feast serve` command line and environment for these settings."""
+    from esteira.feast_store import repo_dir
+
     repo = repo_dir(settings)
     command = [feast_executable(), "-c", str(repo)]
     env = dict(os.environ)
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the feature server in the foreground until interrupted."""
     if not 0 < args.port < 65536:
         raise ConfigError("--port", f"{args.port} is not a TCP port", "use 1-65535")
+    from esteira.feast_store import repo_dir
+
     if not (repo_dir(settings) / "data" / "registry.db").is_file():
         raise ConfigError(
             "features.repo_path",

@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from esteira.config import Settings, resolve_path
 from esteira.errors import ConfigError
+
+if TYPE_CHECKING:  # pandas is imported when a command runs, not when the CLI starts
+    import pandas as pd
 
 PERIODS = ("drifted", "stable")
 
@@ -54,6 +55,8 @@ def require_production(settings: Settings) -> int:
 
 def period_window(settings: Settings, days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
     """[start, end) of the ``days`` right after the configured training data."""
+    import pandas as pd
+
     start = pd.Timestamp(settings.data.start, tz="UTC") + pd.Timedelta(days=settings.data.days)
     return start, start + pd.Timedelta(days=days)
 
