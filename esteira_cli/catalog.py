@@ -80,7 +80,7 @@ def _example(name: str, spec: Any) -> str:
         "",
         "",
         f'@dsl.pipeline(name="{name.replace("_", "-")}-example")',
-        f"def example({', '.join(args)}):",
+        *_wrap("def example(", args, "):", ""),
     ]
     call = [f"{p}={p}" for p in params]
     for a in artifacts:
@@ -89,12 +89,31 @@ def _example(name: str, spec: Any) -> str:
             f"    {a} = dsl.importer(artifact_uri={a}_uri, artifact_class=dsl.{kind}).output"
         )
         call.append(f"{a}={a}")
-    lines.append(f"    {name}({', '.join(call)})")
+    lines += _wrap(f"{name}(", call, ")", "    ")
     lines += ["", "", f'compiler.Compiler().compile(example, "{name}_example.yaml")']
     return "\n".join(lines)
 
 
-_PY_TYPES = {"String": "str", "Integer": "int", "Float": "float", "Boolean": "bool"}
+def _wrap(head: str, items: list[str], tail: str, indent: str, width: int = 100) -> list[str]:
+    """A call or signature as ruff formats it: one line, else the items on one line, else one each."""
+    one = f"{indent}{head}{', '.join(items)}{tail}"
+    if len(one) <= width:
+        return [one]
+    inner = f"{indent}    {', '.join(items)}"
+    if len(inner) <= width:
+        return [f"{indent}{head}", inner, f"{indent}{tail}"]
+    return [f"{indent}{head}", *(f"{indent}    {item}," for item in items), f"{indent}{tail}"]
+
+
+_PY_TYPES = {
+    "String": "str",
+    "Integer": "int",
+    "Float": "float",
+    "Boolean": "bool",
+    "Struct": "dict",
+    "Dict": "dict",
+    "List": "list",
+}
 
 
 def _is_artifact(spec: Any) -> bool:

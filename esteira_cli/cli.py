@@ -1,6 +1,6 @@
 """`esteira`: the command-line entry point.
 
-Subcommands live in ``esteira/commands/<name>.py`` and are discovered, so a new
+Subcommands live in ``esteira_cli/commands/<name>.py`` and are discovered, so a new
 capability adds a module instead of editing this file. A user's mistake
 (``EsteiraError``) is printed as one clear line with exit code 2, never a traceback.
 """

@@ -26,7 +26,7 @@ PACKAGES = (
 # importer package -> packages it must never import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "esteira": ("esteira_cli", "components", "pipelines", "serving", "bench", "testkit", "tests"),
-    "components": ("pipelines", "serving", "bench", "testkit", "tests"),
+    "components": ("esteira_cli", "pipelines", "serving", "bench", "testkit", "tests"),
     "pipelines": ("esteira_cli", "serving", "bench", "testkit", "tests"),
     "serving": ("esteira_cli", "components", "pipelines", "bench", "testkit", "tests"),
     "bench": ("tests",),

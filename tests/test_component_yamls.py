@@ -1,6 +1,7 @@
-"""Another team's pipeline, built only from the compiled component YAMLs, runs under kfp.local."""
+"""Another team's pipeline, built only from the compiled component YAMLs, runs under kfp.local.
 
-from __future__ import annotations
+No ``from __future__ import annotations``: KFP reads the pipeline's real annotations.
+"""
 
 from pathlib import Path
 
@@ -22,9 +23,7 @@ def test_a_pipeline_of_loaded_component_yamls_runs_locally(
     from kfp import components, dsl, local
 
     gate = components.load_component_from_file(str(component_files["gate"]))
-    retrain_decision = components.load_component_from_file(
-        str(component_files["retrain_decision"])
-    )
+    retrain_decision = components.load_component_from_file(str(component_files["retrain_decision"]))
 
     @dsl.pipeline(name="borrowed-components")
     def borrowed(config: str, scores: dict, degraded: bool) -> bool:

@@ -16,7 +16,6 @@ from esteira.drift import summarize_reference
 from esteira.registry import MODEL_FILE, ModelVersion, registry_for
 
 LIBRARIES = ("scikit-learn", "numpy", "pandas", "scipy", "feast", "kfp", "kserve", "pyarrow")
-PRODUCTION = "production"
 
 
 def library_versions() -> dict[str, str]:

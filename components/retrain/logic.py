@@ -8,9 +8,9 @@ model, recalibrated sensor) without forgetting the old one, and the training
 pipeline's time-based hold-out is then the most recent data, so the gate and the
 champion/challenger comparison judge both models on post-drift rows. The newest
 ``horizon`` hours have no label yet; ``label_frame`` drops them.
-:func:`trigger_retraining` runs the training pipeline on it: locally as
-``esteira run training`` in a subprocess (kfp.local), or on a cluster as a run of
-the compiled training pipeline through ``kfp.Client``.
+:func:`trigger_retraining` runs the training pipeline on it, in a subprocess of the
+``esteira`` CLI: locally as ``esteira run training`` (kfp.local), or on a cluster as
+``esteira submit training`` (a run of the compiled pipeline on Kubeflow).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -145,20 +146,40 @@ def retrain_local(settings: Settings, work_dir: str | Path) -> Retraining:
     )
 
 
-def retrain_cluster(settings: Settings) -> Retraining:
-    """Start a run of the training pipeline on Kubeflow (``kfp.host``, ``kfp.experiment``)."""
-    from esteira.config import settings_to_json
-    from esteira_cli.submit import submit
+def retrain_cluster(settings: Settings, work_dir: str | Path) -> Retraining:
+    """``esteira submit training`` in a subprocess with ``settings`` as its config file.
 
-    with tempfile.TemporaryDirectory() as tmp:
-        run = submit(
-            "training",
-            settings,
-            {"config": settings_to_json(settings)},
-            out_dir=Path(tmp),
-            run_name=f"retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}",
-        )
-    return Retraining("cluster", "submitted", settings.data.source_uri, run.run_id)
+    The training pipeline is compiled with these settings as its default ``config`` and a
+    run starts on Kubeflow (``kfp.host``, ``kfp.experiment``); it is not awaited. A refusal
+    is the CLI's one-line error.
+    """
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "retrain-config.yaml"
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=True))
+    command = [
+        sys.executable,
+        "-m",
+        "esteira_cli.cli",
+        "--config",
+        str(config),
+        "submit",
+        "training",
+        "--out-dir",
+        str(work),
+        "--run-name",
+        f"retrain-{datetime.now(UTC):%Y%m%d-%H%M%S}",
+    ]
+    print("[retrain] running: esteira submit training", flush=True)
+    done = subprocess.run(
+        command, cwd=work, env=_child_env(), capture_output=True, text=True, check=False
+    )
+    started = re.search(r"^run (\S+) started", done.stdout, re.MULTILINE)
+    if done.returncode != 0 or not started:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        reason = lines[-1].removeprefix("error: ") if lines else f"exit code {done.returncode}"
+        raise EsteiraError("retrain", f"submitting the training pipeline failed: {reason}")
+    return Retraining("cluster", "submitted", settings.data.source_uri, started.group(1))
 
 
 def trigger_retraining(
@@ -174,8 +195,8 @@ def trigger_retraining(
     submitted to Kubeflow (not awaited); ``auto`` picks by environment.
     """
     target = (_retrain_settings(settings, data_uri) if data_uri else settings).resolved()
-    if resolve_mode(mode) == "cluster":
-        return retrain_cluster(target)
     if work_dir is None:
         work_dir = tempfile.mkdtemp(prefix="esteira-retrain-")
+    if resolve_mode(mode) == "cluster":
+        return retrain_cluster(target, work_dir)
     return retrain_local(target, work_dir)

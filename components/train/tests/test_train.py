@@ -14,7 +14,7 @@ from esteira.config import ModelSettings
 from esteira.contract import load_contract
 from esteira.data import generate_fleet
 from esteira.errors import ConfigError, DataError
-from esteira.evaluation import check_thresholds, evaluate, score
+from esteira.evaluation import evaluate, score
 from esteira.features import compute_feature_tables, label_frame
 
 CONTRACT = load_contract("feature_repo")
@@ -135,9 +135,3 @@ def test_evaluation_metrics_curves_and_gate(training_frame, trained):
         result.model, result.holdout, features, "fails_24h", cfg, {"roc_auc": 0.999}
     )
     assert not impossible.gate_passed and "roc_auc" in impossible.gate_failures[0]
-
-
-def test_thresholds_respect_direction():
-    assert check_thresholds({"rmse": 2.0}, {"rmse": 1.0}) == ["rmse 2.0000 > maximum 1.0"]
-    assert check_thresholds({"rmse": 0.5, "r2": 0.9}, {"rmse": 1.0, "r2": 0.5}) == []
-    assert "not computed" in check_thresholds({"rmse": 1.0}, {"roc_auc": 0.8})[0]
