@@ -11,7 +11,7 @@ PERIOD  ?= drifted
 RUNNER  ?= subprocess
 RUNTIME ?= process
 
-.PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load soak feast-serve clean materialize images-down
+.PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load soak feast-serve clean materialize images-down docs
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,11 +36,16 @@ run: setup ## compile, then run dist/pipelines/training.yaml locally (kfp.local;
 test: setup deps ## the test suite
 	@$(PY) -m pytest -q
 
-lint: setup ## ruff
+lint: setup ## ruff lint and format, the lock matches pyproject.toml, component READMEs current
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	@$(UV) lock --check --offline
+	@$(ESTEIRA) docs --check
 
-compile: setup ## compile every pipeline to dist/pipelines/<name>.yaml
+compile: setup ## compile every pipeline and component: dist/pipelines/, dist/components/
 	@$(ESTEIRA) $(CFG) compile
+
+docs: setup ## regenerate components/<name>/README.md from the components
+	@$(ESTEIRA) docs
 
 images: setup ## build the component and serving images offline (starts a private Docker engine)
 	@./docker/build.sh $(CONFIG)
@@ -70,7 +75,7 @@ monitor: setup ## monitoring over the prediction log (PERIOD=drifted or stable)
 	@$(ESTEIRA) $(CFG) monitor --period $(PERIOD)
 
 fuzz: setup deps ## full fuzz run against predictor and transformer: dist/fuzz/summary.json
-	@$(PY) -m bench.fuzz
+	@$(PY) -m testkit.fuzz
 
 load: setup deps ## load test from a separate process: dist/load/summary.json
 	@$(PY) -m bench.load

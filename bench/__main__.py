@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("online", "serving", "batch", "containers")
+BENCHES = ("compile", "online", "serving", "batch", "containers")
 OUT = Path("dist/bench")
 
 
@@ -27,7 +27,7 @@ def ensure_production_model() -> None:
     from esteira.config import load_settings
     from esteira.registry import Registry
     from esteira.storage import open_storage
-    from esteira.training_run import run_training
+    from esteira_cli.training_run import run_training
 
     settings = load_settings(os.environ.get("ESTEIRA_CONFIG"))
     if "production" not in Registry(open_storage(settings.storage), settings.model.name).aliases():

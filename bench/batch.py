@@ -7,7 +7,7 @@ configured training data, every hour; their features come from Feast (timed as
 both alike):
 
 * ``raw_predict``: ``model.predict(X)`` on the whole frame, nothing else;
-* ``batch``: ``components.batch_predict.predict_frame``: chunked ``predict_proba``, the
+* ``batch``: ``components.batch_predict.logic.predict_frame``: chunked ``predict_proba``, the
   decision at the version's threshold and the prediction-log columns.
 
 The acceptance bar is ``batch / raw_predict >= 0.8``. Results: ``<out_dir>/batch.json``.
@@ -39,9 +39,9 @@ def _best_interleaved(fns: list[Callable[[], Any]], repeats: int) -> list[float]
 
 
 def _entity_rows(settings: Settings, days: int) -> pd.DataFrame:
-    from components.batch_predict import entity_rows
-    from components.ingest import ingest
+    from components.batch_predict.logic import entity_rows
     from esteira.contract import load_contract
+    from esteira.ingest import ingest
 
     contract = load_contract(settings.features.repo_path)
     raw = ingest(settings.data.source_uri, settings, contract).frame
@@ -60,16 +60,17 @@ def run(
     repeats: int = 5,
 ) -> dict[str, Any]:
     """Measure and write ``batch.json``; returns the numbers."""
-    from components import batch_predict as bp
-    from components.lifecycle import registry_for
+    from components.batch_features import logic as bf
+    from components.batch_predict import logic as bp
     from esteira.contract import load_contract
+    from esteira.registry import registry_for
 
     settings = (settings or load_settings()).resolved()
     contract = load_contract(settings.features.repo_path)
-    model = bp.load_model(registry_for(settings))
+    model = bp.load_production_model(registry_for(settings))
     rows = _entity_rows(settings, days)
     started = time.perf_counter()
-    features = bp.historical_features(rows, settings).frame
+    features = bf.historical_features(rows, settings).frame
     retrieval = time.perf_counter() - started
 
     copies = max(1, -(-min_rows // max(len(features), 1)))

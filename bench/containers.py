@@ -37,8 +37,8 @@ def _sizes() -> dict[str, Any]:
 
 
 def _wall(runner: str, workdir: Path) -> dict[str, Any]:
-    from esteira.training_run import run_training
-    from tests.pipeline_fixtures import small_workspace
+    from esteira_cli.training_run import run_training
+    from testkit.pipeline import small_workspace
 
     settings = small_workspace(workdir)
     started = time.monotonic()

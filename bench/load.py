@@ -1,7 +1,7 @@
 """`make load`: sustained concurrent load on the predictor and the transformer chain.
 
 ``python -m bench.load [--seconds 60] [--clients 16] [--target predictor|chain|both]
-[--warmup 10] [--out dist/load]`` builds a small world (as ``bench.fuzz`` does), starts
+[--warmup 10] [--out dist/load]`` builds a small world (as ``testkit.fuzz`` does), starts
 the predictor and the transformer (-> predictor, V2) as child processes in their own
 process groups, then for each target, first the predictor, then the chain:
 
@@ -210,7 +210,7 @@ def run_load(
     port: int, requests: list[dict[str, str]], clients: int, seconds: float, work: Path
 ) -> dict[str, Any]:
     """Drive the load from a child process; returns its result plus the client's CPU time."""
-    from bench.fuzz import _die_with_parent
+    from testkit.fuzz import _die_with_parent
 
     spec, result = work / "spec.json", work / "result.json"
     result.unlink(missing_ok=True)
@@ -329,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.client:
         return run_client(args.client, args.result)
-    from bench.fuzz import Schema, start_servers, terminate_on_sigterm
-    from tests.serving_fixtures import build_world
+    from testkit.fuzz import Schema, start_servers, terminate_on_sigterm
+    from testkit.serving import build_world
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

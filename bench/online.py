@@ -49,10 +49,10 @@ def timed(fn: Callable[[], Any], iterations: int = ITERATIONS) -> dict[str, floa
 
 
 def _prepare_repo(work: Path, machines: int, days: int) -> Settings:
-    from components.feast_ops import apply_definitions, materialize, publish_sources
-    from components.features import compute_feature_tables
     from esteira.contract import load_contract
     from esteira.data import generate_fleet
+    from esteira.feast_repo import apply_definitions, materialize, publish_sources
+    from esteira.features import compute_feature_tables
 
     repo = work / "feature_repo"
     repo.mkdir(parents=True)
@@ -121,7 +121,7 @@ def redis_server(work: Path) -> Iterator[str | None]:
 @contextmanager
 def feast_server(settings: Settings, log: Path) -> Iterator[int]:
     """`feast serve` (via esteira's command line builder) on a free port."""
-    from esteira.commands.feast_serve import serve_command
+    from esteira_cli.commands.feast_serve import serve_command
 
     port = free_port()
     command, env = serve_command(settings, port)
@@ -159,7 +159,7 @@ def bench_http(port: int, service: str) -> dict[str, Any]:
 
 def run(out_dir: str | Path = "dist/bench") -> dict[str, Any]:
     """Measure online retrieval; results also go to ``<out_dir>/online.json``."""
-    from components.feast_ops import materialize
+    from esteira.feast_repo import materialize
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

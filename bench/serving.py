@@ -354,7 +354,7 @@ def run(out_dir: str | Path) -> dict[str, Any]:
     import pandas as pd
 
     sys.path.insert(0, str(ROOT))
-    from tests.serving_fixtures import build_world
+    from testkit.serving import build_world
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

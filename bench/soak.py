@@ -29,9 +29,9 @@ if str(ROOT) not in sys.path:
 
 
 def soak(runs: int, out: Path, work: Path) -> dict[str, Any]:
-    from esteira.local_run import run_pipeline, write_summary
-    from esteira.training_run import summarize
-    from tests.pipeline_fixtures import small_workspace
+    from esteira_cli.local_run import run_pipeline, write_summary
+    from esteira_cli.training_run import summarize
+    from testkit.pipeline import small_workspace
 
     settings = small_workspace(work)
     summary: dict[str, Any] = {

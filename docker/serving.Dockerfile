@@ -42,6 +42,7 @@ RUN groupadd --gid 10001 esteira \
 WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY esteira/ esteira/
+COPY esteira_cli/ esteira_cli/
 COPY serving/ serving/
 RUN python3 -m compileall -q esteira serving
 USER 10001:10001

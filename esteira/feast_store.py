@@ -25,7 +25,7 @@ The online store's sentinel: every materialization ends by writing one key into 
 online store itself (a Redis key, or a row of its own table in the SQLite file). A
 store that lost its data (Redis restarted without persistence, a new SQLite file)
 lost the sentinel too, which is how serving tells "empty" from "unknown machine" and
-how :func:`components.feast_ops.materialize` knows to reload the whole window.
+how :func:`esteira.feast_repo.materialize` knows to reload the whole window.
 """
 
 from __future__ import annotations

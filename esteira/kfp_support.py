@@ -16,9 +16,13 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from kfp import dsl
+from esteira.kfp_sdk import import_kfp
 
-from esteira.config import ImageSettings
+import_kfp()
+
+from kfp import dsl  # noqa: E402
+
+from esteira.config import ImageSettings  # noqa: E402
 
 IMAGE_ENV = "ESTEIRA_COMPONENT_IMAGE"
 ERRORS_DIR_ENV = "ESTEIRA_ERRORS_DIR"

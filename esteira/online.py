@@ -83,7 +83,7 @@ class OnlineFeatures:
             raise EsteiraError(
                 "features.feature_service",
                 f"{self.service_name!r} is not in the Feast registry ({type(exc).__name__})",
-                "apply the definitions (components.feast_ops.apply_definitions) first",
+                "apply the definitions (esteira.feast_repo.apply_definitions) first",
             ) from None
         self.service = service
         odfvs = {v.name: v for v in self.store.list_on_demand_feature_views()}

@@ -38,10 +38,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from esteira.errors import EsteiraError, StorageError
 from esteira.storage import LocalStorage, S3Storage
+
+if TYPE_CHECKING:
+    from esteira.config import Settings
 
 Storage = LocalStorage | S3Storage
 
@@ -467,3 +470,21 @@ def read_model_dir(path: str | Path, name: str) -> ModelVersion:
             "download the version again",
         ) from None
     return ModelVersion(name, number, str(folder), meta, [])
+
+
+def registry_for(settings: Settings) -> Registry:
+    """The registry of the configured model (``model.name``) on the configured storage."""
+    from esteira.storage import open_storage
+
+    return Registry(open_storage(settings.storage), settings.model.name)
+
+
+def production_version(registry: Registry, ref: int | str = DEFAULT_ALIAS) -> ModelVersion:
+    """The version behind ``ref``; a clear error when nothing was trained and promoted yet."""
+    if ref == DEFAULT_ALIAS and DEFAULT_ALIAS not in registry.aliases():
+        raise EsteiraError(
+            f"model {registry.name!r}",
+            "has no production version",
+            "run `make run` first (it trains, registers and promotes a model)",
+        )
+    return registry.get(ref)

@@ -16,7 +16,6 @@ what ``feast apply`` discovers, built from the environment:
 from __future__ import annotations
 
 import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,9 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, Reques
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.types import Float64, Int64, PrimitiveFeastType, String
 
-REPO = Path(__file__).resolve().parent
-if str(REPO.parent) not in sys.path:  # `feast apply` imports this file as a bare module
-    sys.path.insert(0, str(REPO.parent))
+from esteira.contract import Contract, load_contract
 
-from esteira.contract import Contract, load_contract  # noqa: E402
+REPO = Path(__file__).resolve().parent
 
 SOURCES_ENV = "ESTEIRA_FEATURE_SOURCES"
 S3_ENDPOINT_ENV = "ESTEIRA_FEATURE_S3_ENDPOINT"

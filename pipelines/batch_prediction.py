@@ -8,9 +8,11 @@ point-in-time retrieval for the entity rows) -> batch-predict (chunked scoring,
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
 from kfp import dsl
 
-from components import monitoring_ops as mops
-from components import ops
-from components.batch_predict import DEFAULT_CHUNK_ROWS
+from components.batch_features.component import batch_features
+from components.batch_predict.component import batch_predict
+from components.batch_predict.defaults import DEFAULT_CHUNK_ROWS
+from components.load_data.component import load_data
+from components.validate.component import validate
 from esteira.config import Settings
 from pipelines.common import default_config, with_credentials
 
@@ -39,10 +41,10 @@ def build(settings: Settings):
         def step(task):
             return with_credentials(task, settings)
 
-        load = step(mops.load_data(config=config, uri=data_uri))
-        checked = step(ops.validate(config=config, dataset=load.outputs["dataset"]))
+        load = step(load_data(config=config, uri=data_uri))
+        checked = step(validate(config=config, dataset=load.outputs["dataset"]))
         features = step(
-            mops.batch_features(
+            batch_features(
                 config=config,
                 data=load.outputs["dataset"],
                 entities_uri=entities_uri,
@@ -51,7 +53,7 @@ def build(settings: Settings):
             )
         ).after(checked)
         step(
-            mops.batch_predict(
+            batch_predict(
                 config=config, features=features.outputs["features"], chunk_rows=chunk_rows
             )
         )

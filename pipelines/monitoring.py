@@ -7,7 +7,12 @@ load-data (labels) -> live-performance -----> retrain-decision -> If(retrain): r
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
 from kfp import dsl
 
-from components import monitoring_ops as mops
+from components.drift_check.component import drift_check
+from components.live_performance.component import live_performance
+from components.load_data.component import load_data
+from components.load_predictions.component import load_predictions
+from components.retrain.component import retrain
+from components.retrain_decision.component import retrain_decision
 from esteira.config import Settings
 from pipelines.common import default_config, with_credentials
 
@@ -34,23 +39,23 @@ def build(settings: Settings):
         def step(task):
             return with_credentials(task, settings)
 
-        logged = step(mops.load_predictions(config=config, start=start, end=end))
-        labels = step(mops.load_data(config=config, uri=labels_uri))
-        drift = step(mops.drift_check(config=config, predictions=logged.outputs["predictions"]))
+        logged = step(load_predictions(config=config, start=start, end=end))
+        labels = step(load_data(config=config, uri=labels_uri))
+        drift = step(drift_check(config=config, predictions=logged.outputs["predictions"]))
         performance = step(
-            mops.live_performance(
+            live_performance(
                 config=config,
                 predictions=logged.outputs["predictions"],
                 labels=labels.outputs["dataset"],
             )
         )
         decision = step(
-            mops.retrain_decision(
+            retrain_decision(
                 drift_detected=drift.outputs["drift_detected"],
                 degraded=performance.outputs["degraded"],
             )
         )
         with dsl.If(decision.output == True, name="retrain-needed"):  # noqa: E712
-            step(mops.retrain(config=config, new_data=labels.outputs["dataset"], mode=retrain_mode))
+            step(retrain(config=config, new_data=labels.outputs["dataset"], mode=retrain_mode))
 
     return pipeline

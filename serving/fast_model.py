@@ -29,7 +29,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-    from serving.predictor import FeatureSchema
+    from serving.feature_schema import FeatureSchema
 
 log = logging.getLogger(__name__)
 

@@ -66,6 +66,7 @@ from esteira.errors import EsteiraError
 from esteira.registry import MODEL_FILE, Registry, read_model_dir
 from esteira.safe_load import load_model
 from serving.fast_model import verified_array_path
+from serving.feature_schema import FeatureSchema
 from serving.prediction_logger import PredictionLogger, Record
 from serving.v2_codec import check_outputs, requested_names, respond, tensor_values
 
@@ -87,42 +88,6 @@ class ModelLoadFailed(ModelNotReady):
     def __init__(self, model_name: str, detail: str) -> None:
         super().__init__(model_name, detail)
         self.reason = self.error_msg  # read by KServe's gRPC exception interceptor
-
-
-# ---- the feature schema --------------------------------------------------------------
-@dataclass(frozen=True)
-class FeatureSchema:
-    """The model's inputs, from registry metadata: ordered names and kinds."""
-
-    names: tuple[str, ...]
-    kinds: dict[str, str]  # name -> "float" | "int" | "category"
-    pandas_types: dict[str, str]
-
-    @classmethod
-    def from_metadata(cls, metadata: dict[str, Any]) -> FeatureSchema:
-        names = tuple(metadata.get("feature_names") or ())
-        if not names:
-            raise EsteiraError(
-                "metadata.feature_names", "is missing or empty", "register the model again"
-            )
-        types = dict(metadata.get("feature_types") or {})
-        categorical = set(metadata.get("categorical_features") or ())
-        kinds = {n: _kind(types.get(n, "float64"), n in categorical) for n in names}
-        return cls(names, kinds, {n: types.get(n, "float64") for n in names})
-
-    def datatype(self, name: str) -> str:
-        return {"float": "FP64", "int": "INT64", "category": "BYTES"}[self.kinds[name]]
-
-    def describe(self) -> str:
-        return ", ".join(self.names)
-
-
-def _kind(pandas_type: str, categorical: bool) -> str:
-    if categorical or pandas_type in ("string", "object", "category", "str"):
-        return "category"
-    if pandas_type.lower().startswith(("int", "uint")):
-        return "int"
-    return "float"
 
 
 # ---- value conversion (shared by V1 and V2) ------------------------------------------

@@ -15,9 +15,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from esteira.cli import main
 from esteira.registry import Registry
 from esteira.storage import LocalStorage
+from esteira_cli.cli import main
 
 NAME = "machine-failure"
 

@@ -1,4 +1,4 @@
-"""The compiled pipeline YAML: loads with kfp, stable bytes, one image, nothing installed at run time."""
+"""The compiled pipeline and component YAML: loads with kfp, stable bytes, one image, no run-time installs."""
 
 import json
 import subprocess
@@ -32,7 +32,16 @@ def compile_all(out: Path, image_tag: str = "9.9.9") -> None:
         "PATH": "/usr/bin:/bin",
     }
     subprocess.run(
-        [sys.executable, "-m", "esteira.cli", "compile", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "esteira_cli.cli",
+            "compile",
+            "--out",
+            str(out),
+            "--components-out",
+            str(out / "components"),
+        ],
         check=True,
         cwd=ROOT,
         env=env,
@@ -68,10 +77,22 @@ def test_every_compiled_pipeline_loads(compiled):
         components.load_component_from_file(str(f))
 
 
+def test_every_component_compiles_alone_and_loads(compiled):
+    from esteira_cli.catalog import component_names
+
+    files = sorted((compiled / "components").glob("*.yaml"))
+    assert [f.stem for f in files] == component_names()
+    for f in files:
+        assert components.load_component_from_file(str(f)).name == f.stem.replace("_", "-")
+
+
 def test_compiling_twice_gives_identical_bytes(compiled, tmp_path):
     compile_all(tmp_path)
-    for f in compiled.glob("*.yaml"):
-        assert (tmp_path / f.name).read_bytes() == f.read_bytes(), f.name
+    files = sorted(compiled.rglob("*.yaml"))
+    assert len(files) > 20
+    for f in files:
+        name = f.relative_to(compiled)
+        assert (tmp_path / name).read_bytes() == f.read_bytes(), name
 
 
 def test_one_image_from_config_and_no_runtime_installs(compiled):

@@ -13,9 +13,9 @@ import pytest
 
 from esteira.config import Settings
 from esteira.docker_tasks import executor_input, missing_outputs, task_name
-from esteira.local_run import run_pipeline
-from esteira.training_run import run_training
-from tests.pipeline_fixtures import small_workspace
+from esteira_cli.local_run import run_pipeline
+from esteira_cli.training_run import run_training
+from testkit.pipeline import small_workspace
 from tests.tiny_pipelines import compile_to, tiny_forgets
 
 
@@ -24,7 +24,7 @@ def test_the_run_obeys_an_edited_copy_of_the_compiled_yaml(tmp_path: Path) -> No
     settings = small_workspace(tmp_path)  # gate threshold roc_auc 0.6 in the settings
     compiled = tmp_path / "pipelines" / "training.yaml"
     # what `esteira run` compiles and runs: the settings' threshold is in the YAML's default
-    from esteira.compile import compile_pipeline
+    from esteira_cli.compile import compile_pipeline
 
     compile_pipeline("training", settings, compiled.parent)
     text = compiled.read_text()

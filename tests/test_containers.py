@@ -22,7 +22,7 @@ from esteira import engine
 from esteira.config import Settings
 from esteira.data import generate_fleet, write_fleet
 from esteira.errors import EsteiraError
-from esteira.local_run import run_pipeline
+from esteira_cli.local_run import run_pipeline
 from tests.tiny_pipelines import compile_to, tiny_copy, tiny_forgets
 
 CI = os.environ.get("CI", "").lower() == "true"

@@ -44,7 +44,7 @@ def test_a_later_period_keeps_the_fleet_and_drift_is_visible():
 
 def test_run_generates_demo_data_at_a_new_path_under_data(tmp_path, monkeypatch):
     from esteira.config import Settings
-    from esteira.training_run import ensure_demo_data
+    from esteira_cli.training_run import ensure_demo_data
 
     monkeypatch.chdir(tmp_path)
     settings = Settings.model_validate(
@@ -57,10 +57,10 @@ def test_run_generates_demo_data_at_a_new_path_under_data(tmp_path, monkeypatch)
 
 
 def test_run_names_the_exact_command_for_a_missing_file_elsewhere(tmp_path, monkeypatch):
-    from esteira.cli import main
     from esteira.config import Settings
     from esteira.errors import DataError
-    from esteira.training_run import ensure_demo_data
+    from esteira_cli.cli import main
+    from esteira_cli.training_run import ensure_demo_data
 
     monkeypatch.chdir(tmp_path)
     target = tmp_path / "elsewhere" / "fleet.parquet"

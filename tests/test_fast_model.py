@@ -14,7 +14,7 @@ from sklearn.ensemble import (
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from components.train import build_pipeline
+from components.train.logic import build_pipeline
 from esteira.config import ModelSettings
 from serving.fast_model import FastPipeline, TreeEnsemble, verified_array_path
 from serving.predictor import FeatureSchema, Scorer

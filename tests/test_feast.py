@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components import feast_ops
-from components.features import compute_feature_tables, label_frame
+from esteira import feast_repo as feast_ops
 from esteira.config import Settings
 from esteira.contract import load_contract
 from esteira.data import generate_fleet
 from esteira.errors import DataError
 from esteira.feast_store import feature_store, read_sentinel, repo_config
+from esteira.features import compute_feature_tables, label_frame
 from esteira.online import (
     MissingRequestValueError,
     OnlineFeatures,
@@ -271,7 +271,7 @@ def test_direct_read_leaves_what_it_does_not_cover_to_the_sdk(repo: Path, fleet)
 
 
 def test_materialize_command_mistakes_are_one_line(repo: Path, tmp_path: Path, capsys) -> None:
-    from esteira.cli import main
+    from esteira_cli.cli import main
 
     config = tmp_path / "config.yaml"
     config.write_text(f"features:\n  repo_path: {repo}\n")

@@ -1,4 +1,4 @@
-"""Fuzzing, the fast subset: the generators of ``bench.fuzz`` against a live predictor and
+"""Fuzzing, the fast subset: the generators of ``testkit.fuzz`` against a live predictor and
 transformer (a few hundred requests), plus regression tests for what the full run found.
 
 One world and one predictor + transformer pair per module, with a 1 MiB body limit so
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.fuzz import (
+from testkit.fuzz import (
     BINARY_HEADER,
     ROUTES,
     Endpoint,
@@ -32,7 +32,7 @@ from bench.fuzz import (
     paths,
     start_servers,
 )
-from tests.serving_fixtures import World, build_world
+from testkit.serving import World, build_world
 
 REQUESTS = 400
 

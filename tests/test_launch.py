@@ -26,7 +26,7 @@ import yaml
 from esteira.errors import EsteiraError
 from esteira.net import free_port
 from esteira.supervisor import ChildSpec, GaveUp, Supervisor
-from tests.serving_fixtures import ROOT, World, build_world
+from testkit.serving import ROOT, World, build_world
 
 READY_SECONDS = 300  # two KServe servers starting on a loaded 2-core machine
 

@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from esteira import manifests as m
-from esteira.cli import main
 from esteira.config import Settings
 from esteira.errors import EsteiraError
-from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from esteira_cli.cli import main
+from testkit.services import S3_ACCESS_KEY, S3_SECRET_KEY
 
 OVERLAYS = ("local", "production")
 ALLOWED_VERBS = {"get", "list", "watch", "create", "patch", "update"}

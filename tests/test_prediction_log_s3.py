@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from esteira.net import free_port
-from tests.serving_fixtures import ServerProcess
+from testkit.serving import ServerProcess
 
 MODEL = "machine-failure"
 PREFIX = "team-a/esteira"
@@ -23,7 +23,7 @@ ROWS = 40  # requests sent, one row each
 def _register(settings) -> list[str]:
     """A small model of the training kind, registered as production on S3 with its drift
     reference; returns its feature names."""
-    from components.train import build_pipeline
+    from components.train.logic import build_pipeline
     from esteira.drift import summarize_reference
     from esteira.registry import MODEL_FILE, Registry
     from esteira.safe_load import dump_model
@@ -62,7 +62,8 @@ def _register(settings) -> list[str]:
 
 
 def test_predictions_land_on_s3_and_the_drift_step_reads_them(tmp_path: Path, s3_settings) -> None:
-    from components.monitor import drift_check, logged_predictions
+    from components.drift_check.logic import drift_check
+    from components.load_predictions.logic import logged_predictions
     from esteira.config import Settings
     from esteira.storage import open_storage
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.train import build_pipeline
+from components.train.logic import build_pipeline
 from esteira.config import ModelSettings
 from esteira.errors import EsteiraError
 from esteira.safe_load import CorruptModelError, UnsafeModelError, load_model
@@ -150,7 +150,7 @@ import sys
 import feast  # imports dill before joblib, as the pipeline's Feast steps do
 import joblib
 import pandas as pd
-from components.train import build_pipeline
+from components.train.logic import build_pipeline
 from esteira.config import ModelSettings
 from esteira.safe_load import dump_model
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from esteira.compile import compile_pipeline
 from esteira.errors import EsteiraError
 from esteira.storage import open_storage
-from esteira.training_run import run_training
-from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
-from tests.pipeline_fixtures import small_workspace
+from esteira_cli.compile import compile_pipeline
+from esteira_cli.training_run import run_training
+from testkit.pipeline import small_workspace
+from testkit.services import S3_ACCESS_KEY, S3_SECRET_KEY
 
 pytestmark = pytest.mark.slow
 PLANTED = (S3_ACCESS_KEY, S3_SECRET_KEY)
@@ -35,7 +35,7 @@ def serve_and_predict(settings, tmp_path: Path) -> None:
     import yaml
 
     from esteira.net import free_port
-    from tests.serving_fixtures import ServerProcess
+    from testkit.serving import ServerProcess
 
     config = tmp_path / "serving.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_none=True)))

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from esteira.net import free_port
-from tests.serving_fixtures import (
+from testkit.serving import (
     MODEL_NAME,
     ServerProcess,
     World,

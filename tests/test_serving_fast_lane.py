@@ -14,7 +14,7 @@ import pytest
 
 from esteira.net import free_port
 from serving.metrics import route_of
-from tests.serving_fixtures import MODEL_NAME, ServerProcess, World, build_world
+from testkit.serving import MODEL_NAME, ServerProcess, World, build_world
 from tests.test_serving import PREDICTOR_CASES
 
 

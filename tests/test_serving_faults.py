@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from esteira.net import free_port
-from tests.conftest import RedisServer
-from tests.serving_fixtures import MODEL_NAME, ServerProcess, World, build_world, write_config
+from testkit.services import RedisServer
+from testkit.serving import MODEL_NAME, ServerProcess, World, build_world, write_config
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
 
@@ -124,7 +124,7 @@ def test_online_store_down_is_503_and_recovers_without_restart(
 def test_an_emptied_online_store_is_503_naming_the_refill_until_materialized(
     world: World, servers: dict, redis: RedisServer, capsys: pytest.CaptureFixture
 ) -> None:
-    from esteira.cli import main
+    from esteira_cli.cli import main
 
     refill = "online store is empty: run `esteira features materialize --full`"
     ok, _ = _ask(world, servers["transformer"])

@@ -19,7 +19,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
 from esteira.net import free_port
-from tests.serving_fixtures import MODEL_NAME, ServerProcess, World, build_world, write_config
+from testkit.serving import MODEL_NAME, ServerProcess, World, build_world, write_config
 
 
 @pytest.fixture(scope="module")

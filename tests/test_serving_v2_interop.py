@@ -21,10 +21,10 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from esteira.commands import predict as esteira_predict
 from esteira.contract import load_contract
 from esteira.net import free_port
-from tests.serving_fixtures import MODEL_NAME, ROOT, ServerProcess, World, build_world
+from esteira_cli.commands import predict as esteira_predict
+from testkit.serving import MODEL_NAME, ROOT, ServerProcess, World, build_world
 
 MACHINES = [1, 17, 63]
 ENCODINGS = ("grpc", "http-binary", "http-json")

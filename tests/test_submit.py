@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from esteira import submit as submit_mod
-from esteira.cli import main
 from esteira.config import Settings
 from esteira.errors import EsteiraError
 from esteira.net import free_port
-from esteira.submit import check_kfp_reachable, parse_params, submit
+from esteira_cli import submit as submit_mod
+from esteira_cli.cli import main
+from esteira_cli.submit import check_kfp_reachable, parse_params, submit
 
 
 def kfp_settings(host: str) -> Settings:

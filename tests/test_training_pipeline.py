@@ -7,11 +7,11 @@ import joblib
 import pandas as pd
 import pytest
 
-from esteira.cli import main
 from esteira.registry import Registry
 from esteira.storage import LocalStorage
-from esteira.training_run import run_training
-from tests.pipeline_fixtures import small_workspace
+from esteira_cli.cli import main
+from esteira_cli.training_run import run_training
+from testkit.pipeline import small_workspace
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from serving.v2_codec import (
     respond,
     tensor_values,
 )
-from tests.serving_fixtures import ROOT
+from testkit.serving import ROOT
 
 
 def _grpc_request(raw: bool, outputs: list[str] | None = None) -> InferRequest:

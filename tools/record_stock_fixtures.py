@@ -10,7 +10,7 @@ directory with PyPI's ``kserve-storage``, e.g. ``uv pip install --target DIR --n
 kserve-storage==0.21.0``). The KServe commit is read with git, or from a ``COMMIT`` file
 in the checkout, or given with ``--commit``.
 
-The script builds the test world (``tests.serving_fixtures.build_world``: Feast features,
+The script builds the test world (``testkit.serving.build_world``: Feast features,
 a model of the training kind in a local registry), puts the registry version's files in a
 models directory as KServe's storage initializer would, starts ``python -m sklearnserver``
 on free loopback ports with ``PREDICT_PROBA=true``, sends the transformer's requests
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from esteira.storage import LocalStorage
     from serving.stock import stock_request
     from serving.transformer import predictor_body
-    from tests.serving_fixtures import MODEL_NAME, build_world
+    from testkit.serving import MODEL_NAME, build_world
 
     with tempfile.TemporaryDirectory(prefix="stock-fixtures-") as tmp:
         work = Path(tmp)

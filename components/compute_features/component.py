@@ -1,0 +1,32 @@
+"""The ``compute_features`` component: a thin ``@dsl.component`` wrapper around its logic.
+
+KFP serialises the body alone, so its imports live inside it. No
+``from __future__ import annotations``: KFP reads the real annotation objects.
+"""
+
+from kfp.dsl import Dataset, Input, Output
+
+from esteira.kfp_support import component
+
+
+@component
+def compute_features(config: str, dataset: Input[Dataset], entities: Output[Dataset]) -> dict:
+    """Write the Feast sources' tables; output the labelled entity rows for training."""
+    from esteira.config import settings_from_json
+    from esteira.contract import load_contract
+    from esteira.feast_repo import publish_sources
+    from esteira.features import compute_feature_tables, label_frame
+    from esteira.kfp_support import guarded
+    from esteira.parquet import read_parquet
+
+    with guarded("compute-features"):
+        settings = settings_from_json(config)
+        contract = load_contract(settings.features.repo_path)
+        raw = read_parquet(dataset.path)
+        published = publish_sources(compute_feature_tables(raw, contract), settings)
+        rows = label_frame(raw, contract, settings.features.sample_every_hours)
+        rows.to_parquet(entities.path, index=False)
+        entities.metadata.update(
+            {"rows": len(rows), "positive_rate": float(rows[contract.label.name].mean())}
+        )
+        return published

@@ -1,0 +1,51 @@
+"""The ``evaluate`` component: a thin ``@dsl.component`` wrapper around its logic.
+
+KFP serialises the body alone, so its imports live inside it. No
+``from __future__ import annotations``: KFP reads the real annotation objects.
+"""
+
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from esteira.kfp_support import component
+
+
+@component
+def evaluate(
+    config: str,
+    model: Input[Model],
+    holdout: Input[Dataset],
+    metrics: Output[Metrics],
+    curves: Output[ClassificationMetrics],
+    report: Output[HTML],
+) -> dict:
+    """Hold-out metrics for the UI (scalars, ROC curve, confusion matrix, an HTML report)."""
+    import json
+    from pathlib import Path
+
+    from esteira.config import settings_from_json
+    from esteira.evaluation import score
+    from esteira.kfp_support import guarded
+    from esteira.parquet import read_parquet
+    from esteira.report import render_metrics_html
+    from esteira.safe_load import load_model
+
+    with guarded("evaluate"):
+        settings = settings_from_json(config)
+        info = json.loads(Path(model.path, "training.json").read_text())
+        fitted = load_model(Path(model.path, "model.joblib"))
+        result = score(
+            fitted,
+            read_parquet(holdout.path),
+            info["feature_names"],
+            info["label"],
+            settings.model,
+        )
+        for name, value in result.metrics.items():
+            metrics.log_metric(name, round(value, 6))
+        if result.roc:
+            curves.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["threshold"])
+            curves.log_confusion_matrix(["no failure", "failure"], result.confusion)
+        Path(report.path).write_text(
+            render_metrics_html(result.metrics, result.roc, result.confusion, "Hold-out evaluation")
+        )
+        return result.metrics

@@ -1,0 +1,28 @@
+"""The ``ingest`` component: a thin ``@dsl.component`` wrapper around its logic.
+
+KFP serialises the body alone, so its imports live inside it. No
+``from __future__ import annotations``: KFP reads the real annotation objects.
+"""
+
+from kfp.dsl import Dataset, Output
+
+from esteira.kfp_support import component
+
+
+@component
+def ingest(config: str, dataset: Output[Dataset]) -> str:
+    """Read the configured source (path, http(s), s3://) into Parquet; returns the content hash."""
+    from esteira.config import settings_from_json
+    from esteira.contract import load_contract
+    from esteira.ingest import ingest as run
+    from esteira.kfp_support import guarded
+
+    with guarded("ingest"):
+        settings = settings_from_json(config)
+        result = run(settings.data.source_uri, settings, load_contract(settings.features.repo_path))
+        result.frame.to_parquet(dataset.path, index=False)
+        dataset.metadata.update(result.metadata)
+        print(
+            f"ingested {len(result.frame)} rows from {result.source_uri} ({result.content_hash[:19]})"
+        )
+        return result.content_hash

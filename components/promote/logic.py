@@ -1,0 +1,57 @@
+"""Promote: champion/challenger on the same hold-out; ``production`` moves only for a better model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from esteira.champion import decide
+from esteira.config import Settings
+from esteira.evaluation import score
+from esteira.registry import DEFAULT_ALIAS as PRODUCTION
+from esteira.registry import MODEL_FILE, registry_for
+from esteira.safe_load import load_model
+
+
+def champion_challenger(settings: Settings, version: int, holdout: pd.DataFrame) -> dict[str, Any]:
+    """Score the current production model on the challenger's hold-out and decide.
+
+    The champion is re-scored on the same rows, so the comparison is fair even if
+    the data moved since it was trained. If the champion cannot read this hold-out
+    (its features are not all there), its recorded metrics are used and the reason says so.
+    """
+    registry = registry_for(settings)
+    challenger = registry.get(version)
+    champion_version = registry.aliases().get(PRODUCTION)
+    champion_metrics, note = None, ""
+    if champion_version is not None:
+        champion = registry.get(champion_version)
+        features = champion.metadata["feature_names"]
+        if set(features) <= set(holdout.columns):
+            model = load_model(registry.read_file(champion_version, MODEL_FILE))
+            champion_metrics = score(
+                model, holdout, features, champion.metadata["label"], settings.model
+            ).metrics
+        else:
+            champion_metrics, note = (
+                champion.metadata["metrics"],
+                " (champion's recorded metrics: its features differ)",
+            )
+    decision = decide(challenger.metadata["metrics"], champion_metrics, settings.gate)
+    if decision.promote:
+        registry.set_alias(PRODUCTION, version, reason=decision.reason)
+    return {
+        "promoted": decision.promote,
+        "winner": decision.winner,
+        "metric": decision.metric,
+        "challenger_version": version,
+        "champion_version": champion_version,
+        "challenger_value": decision.challenger_value,
+        "champion_value": decision.champion_value,
+        "improvement": decision.improvement,
+        "reason": decision.reason + note,
+        "production_version": registry.aliases().get(
+            PRODUCTION, version if decision.promote else -1
+        ),
+    }

@@ -1,0 +1,59 @@
+"""The ``train`` component: a thin ``@dsl.component`` wrapper around its logic.
+
+KFP serialises the body alone, so its imports live inside it. No
+``from __future__ import annotations``: KFP reads the real annotation objects.
+"""
+
+from kfp.dsl import Dataset, Input, Model, Output
+
+from esteira.kfp_support import component
+
+
+@component
+def train(
+    config: str, training_set: Input[Dataset], model: Output[Model], holdout: Output[Dataset]
+):
+    """Fit the configured scikit-learn Pipeline on the past; keep the future as hold-out."""
+    import os
+    from pathlib import Path
+
+    from components.train.logic import train_model
+    from esteira.config import settings_from_json
+    from esteira.contract import load_contract
+    from esteira.kfp_support import guarded, write_json
+    from esteira.parquet import read_parquet
+    from esteira.safe_load import dump_model
+
+    with guarded("train"):
+        settings = settings_from_json(config)
+        contract = load_contract(settings.features.repo_path)
+        frame = read_parquet(training_set.path)
+        features = list(training_set.metadata["feature_names"])
+        result = train_model(
+            frame,
+            features,
+            contract.label.name,
+            settings.model,
+            purge_hours=contract.label.horizon_hours,
+        )
+        os.makedirs(model.path, exist_ok=True)
+        Path(model.path, "model.joblib").write_bytes(dump_model(result.model))
+        info = {
+            "feature_names": result.feature_names,
+            "categorical": result.categorical,
+            "label": contract.label.name,
+            "task": settings.model.task,
+            "family": settings.model.family,
+            "parameters": result.parameters,
+            "split_time": result.split_time,
+            "training_rows": len(result.train),
+            "holdout_rows": len(result.holdout),
+        }
+        write_json(os.path.join(model.path, "training.json"), info)
+        model.metadata.update(
+            {"framework": "scikit-learn", **{k: info[k] for k in ("family", "task")}}
+        )
+        result.holdout.to_parquet(holdout.path, index=False)
+        print(
+            f"trained {settings.model.family} on {len(result.train)} rows; hold-out {len(result.holdout)} rows"
+        )

@@ -1,0 +1,137 @@
+"""Training and evaluation on a small real training set (features joined as Feast would)."""
+
+import io
+import pickletools
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from components.train.logic import time_split, train_model
+from esteira.config import ModelSettings
+from esteira.contract import load_contract
+from esteira.data import generate_fleet
+from esteira.errors import ConfigError, DataError
+from esteira.evaluation import evaluate, score
+from esteira.features import compute_feature_tables, label_frame
+
+CONTRACT = load_contract("feature_repo")
+
+
+FAST = {"max_iter": 40}  # the default family, kept small: these tests check behaviour, not quality
+
+
+@pytest.fixture(scope="module")
+def training_frame() -> tuple[pd.DataFrame, list[str]]:
+    raw = generate_fleet(machines=30, days=90, seed=42)
+    tables = compute_feature_tables(raw, CONTRACT)
+    keys = ["machine_id", "event_timestamp"]
+    frame = (
+        label_frame(raw, CONTRACT, 6)
+        .merge(tables["telemetry_agg"], on=keys)
+        .merge(tables["event_history"], on=keys)
+    )
+    frame = frame.merge(
+        tables["machine_attributes"].drop(columns="event_timestamp"), on="machine_id"
+    )
+    features = [c for c in frame.columns if c not in (*keys, "fails_24h")]
+    return frame, features
+
+
+@pytest.fixture(scope="module")
+def trained(training_frame):
+    frame, features = training_frame
+    return train_model(
+        frame, features, "fails_24h", ModelSettings(hyperparameters=FAST), purge_hours=24
+    )
+
+
+def test_time_split_never_trains_on_the_future():
+    ts = pd.date_range("2025-01-01", periods=100, freq="h", tz="UTC")
+    frame = pd.DataFrame({"event_timestamp": ts, "x": range(100)})
+    train, holdout, cut = time_split(frame, "event_timestamp", 0.2, pd.Timedelta(hours=24))
+    assert train.event_timestamp.max() <= cut - pd.Timedelta(hours=24)
+    assert holdout.event_timestamp.min() > cut
+    assert len(holdout) == 20
+
+
+@pytest.mark.parametrize("family", ["gradient_boosting", "random_forest", "logistic_regression"])
+def test_each_family_learns_the_signal(training_frame, family):
+    frame, features = training_frame
+    cfg = ModelSettings(
+        family=family, hyperparameters={"n_estimators": 40} if family == "random_forest" else {}
+    )
+    result = train_model(frame, features, "fails_24h", cfg, purge_hours=24)
+    assert result.categorical == ["model"]
+    proba = result.model.predict_proba(result.holdout[features])[:, 1]
+    assert roc_auc_score(result.holdout.fails_24h, proba) > 0.65  # 0.5 is chance
+
+
+def test_training_is_reproducible(training_frame):
+    frame, features = training_frame
+    cfg = ModelSettings(hyperparameters=FAST)
+    a = train_model(frame, features, "fails_24h", cfg).model.predict_proba(frame[features].head(50))
+    b = train_model(frame, features, "fails_24h", cfg).model.predict_proba(frame[features].head(50))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_model_holds_only_allowlisted_classes(trained):
+    """KServe's sklearn runtime unpickles sklearn/numpy/scipy/pandas classes only."""
+    buf = io.BytesIO()
+    joblib.dump(trained.model, buf)
+    modules = {
+        arg.split(" ")[0]
+        for op, arg, _ in pickletools.genops(buf.getvalue())
+        if op.name in ("GLOBAL", "STACK_GLOBAL") and arg
+    }
+    allowed = (
+        "sklearn",
+        "numpy",
+        "scipy",
+        "pandas",
+        "joblib",
+        "builtins",
+        "copyreg",
+        "collections",
+        "_codecs",
+    )
+    assert all(m.split(".")[0] in allowed for m in modules), modules
+
+
+def test_regression_task(training_frame):
+    frame, features = training_frame
+    cfg = ModelSettings(task="regression", family="gradient_boosting", hyperparameters=FAST)
+    result = train_model(frame, features, "fails_24h", cfg)
+    metrics = score(result.model, result.holdout, features, "fails_24h", cfg).metrics
+    assert set(metrics) == {"rmse", "mae", "r2"} and metrics["rmse"] > 0
+
+
+def test_unknown_hyperparameter_names_the_key(training_frame):
+    frame, features = training_frame
+    with pytest.raises(ConfigError) as err:
+        train_model(frame, features, "fails_24h", ModelSettings(hyperparameters={"n_trees": 3}))
+    assert err.value.field == "model.hyperparameters.n_trees"
+
+
+def test_single_class_split_is_a_clear_error(training_frame):
+    frame, features = training_frame
+    with pytest.raises(DataError, match="one class only"):
+        train_model(frame.assign(fails_24h=0), features, "fails_24h", ModelSettings())
+
+
+def test_evaluation_metrics_curves_and_gate(training_frame, trained):
+    _, features = training_frame
+    cfg, result = ModelSettings(), trained
+    ev = evaluate(result.model, result.holdout, features, "fails_24h", cfg, {"roc_auc": 0.6})
+    proba = result.model.predict_proba(result.holdout[features])[:, 1]
+    assert ev.metrics["roc_auc"] == pytest.approx(roc_auc_score(result.holdout.fails_24h, proba))
+    assert ev.gate_passed and not ev.gate_failures
+    assert sum(map(sum, ev.confusion)) == len(result.holdout)
+    assert ev.roc["fpr"][0] == 0.0 and ev.roc["tpr"][-1] == 1.0 and len(ev.roc["fpr"]) <= 200
+    assert all(0 <= t <= 1 for t in ev.roc["threshold"])
+    impossible = evaluate(
+        result.model, result.holdout, features, "fails_24h", cfg, {"roc_auc": 0.999}
+    )
+    assert not impossible.gate_passed and "roc_auc" in impossible.gate_failures[0]

@@ -1,0 +1,63 @@
+"""Shared fixtures: real servers on 127.0.0.1 that start and stop with the tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testkit.services import S3_ACCESS_KEY, S3_SECRET_KEY, RedisServer, S3Server
+
+
+@pytest.fixture
+def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = S3Server()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_settings(s3_server: S3Server):
+    from esteira.config import StorageSettings
+
+    # moto keeps buckets across server instances in one process: a fresh bucket per test
+    bucket = f"esteira-test-{uuid.uuid4().hex[:12]}"
+    return StorageSettings(kind="s3", endpoint=s3_server.endpoint, bucket=bucket, retries=1)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    if not shutil.which("redis-server"):
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is missing in CI: `make deps` should have installed it")
+        pytest.skip("redis-server not installed (make deps installs it)")
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def kserve_schemas() -> Path:
+    """KServe's CRD schemas (shared/ beside the repo in CI, or $ESTEIRA_KSERVE_SCHEMAS)."""
+    from esteira.manifests import kserve_schema_dir
+
+    path = kserve_schema_dir()
+    if not (path / "inferenceservice_v1beta1.json").is_file():
+        message = f"KServe CRD schemas not found in {path}; set ESTEIRA_KSERVE_SCHEMAS"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

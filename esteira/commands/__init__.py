@@ -1,4 +1,0 @@
-"""CLI subcommands. Each module here defines ``register(subparsers)``; the CLI finds them all.
-
-A subcommand's handler takes ``(args, settings)`` and returns an exit code.
-"""

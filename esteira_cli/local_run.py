@@ -1,0 +1,237 @@
+"""Run a pipeline on this machine with kfp.local: no cluster, same components.
+
+What runs is the compiled YAML (``<root>/../pipelines/<name>.yaml``, i.e.
+``dist/pipelines/<name>.yaml`` for the default root), loaded with kfp's own loader
+(``kfp.components.load_component_from_file``), never the Python pipeline function: the
+artifact a user uploads to Kubeflow is the one that was run. Its ``config`` default is
+the configuration the tasks see.
+
+Two runners (``esteira run --runner``):
+
+- ``subprocess``: tasks are subprocesses of this venv (``SubprocessRunner(use_venv=False)``).
+- ``docker``: tasks run in the image named in the YAML under kfp.local's ``DockerRunner``
+  (:mod:`esteira.docker_tasks`: mounts, host network, users and permissions, container ids).
+
+With either runner a task that exits 0 without writing its declared outputs fails the run
+(kfp.local would count it a success). Per-task wall time comes from kfp.local's own log
+records; the summary is read from the tasks' executor outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from esteira.config import Settings, settings_to_json
+from esteira.errors import EsteiraError
+from esteira.kfp_support import ERRORS_DIR_ENV
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_START = re.compile(r"Executing task '?([\w-]+)'?")
+_END = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
+
+
+@dataclass
+class StepClock(logging.Filter):
+    """A root-logger filter (kfp.local swaps handlers, not filters) that times every task."""
+
+    started: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = _ANSI.sub("", str(record.getMessage()))
+        if m := _START.search(text):
+            self.started[m.group(1)] = time.monotonic()
+        elif m := _END.search(text):
+            name = m.group(1)
+            self.seconds[name] = round(
+                time.monotonic() - self.started.get(name, time.monotonic()), 3
+            )
+            self.status[name] = m.group(2)
+            done = len(self.seconds)
+            print(
+                f"[esteira] {name}: {m.group(2).lower()} in {self.seconds[name]:.1f}s ({done} steps done)",
+                flush=True,
+            )
+        return True
+
+
+def task_outputs(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """task name -> {"parameters": {...}, "artifacts": {name: {"uri", "metadata"}}} for tasks that ran."""
+    out: dict[str, dict[str, Any]] = {}
+    for executor_output in sorted(run_dir.glob("*/executor_output.json")):
+        data = json.loads(executor_output.read_text())
+        artifacts = {
+            name: {"uri": a["uri"], "metadata": a.get("metadata", {})}
+            for name, group in data.get("artifacts", {}).items()
+            for a in group.get("artifacts", [])
+        }
+        out[executor_output.parent.name] = {
+            "parameters": data.get("parameterValues", {}),
+            "artifacts": artifacts,
+        }
+    return out
+
+
+ERRORS = "errors"  # where failing tasks leave their message, next to the run directories
+
+
+def _latest_run_dir(root: Path, before: set[Path]) -> Path | None:
+    runs = (
+        [p for p in root.iterdir() if p.is_dir() and p not in before and p.name != ERRORS]
+        if root.exists()
+        else []
+    )
+    return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
+
+
+@dataclass
+class LocalRun:
+    pipeline: str
+    status: str
+    seconds: float
+    steps: dict[str, float]
+    outputs: dict[str, dict[str, Any]]
+    run_dir: str | None
+    error: str | None = None
+    step_status: dict[str, str] = field(default_factory=dict)  # task -> SUCCESS / FAILURE
+    runner: str = "subprocess"
+    pipeline_yaml: str | None = None
+    # task -> {"image", "container_id", "exit_code"} (docker runner)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def failed_step(self) -> str | None:
+        """The first task kfp.local marked as not successful, if any."""
+        return next((t for t, s in self.step_status.items() if s != "SUCCESS"), None)
+
+
+RUNNERS = ("subprocess", "docker")
+
+
+def compiled_pipeline(name: str, settings: Settings, out_dir: str | Path) -> Path:
+    """Compile ``name`` with ``settings`` to ``out_dir/<name>.yaml`` (what `esteira compile` writes)."""
+    from esteira_cli.compile import compile_pipeline
+
+    return compile_pipeline(name, settings, out_dir)
+
+
+def load_compiled(path: str | Path) -> Any:
+    """The pipeline in a compiled YAML, through kfp's own loader."""
+    from kfp import components
+
+    return components.load_component_from_file(str(path))
+
+
+def yaml_config(pipeline: Any, arguments: dict[str, Any], fallback: Settings) -> Settings:
+    """The settings the tasks will see: the ``config`` argument, else the YAML's default
+    (``fallback`` for a pipeline without a ``config`` input)."""
+    from esteira.config import settings_from_json
+
+    config = arguments.get("config")
+    if config is None:
+        spec = pipeline.component_spec.inputs or {}
+        config = spec["config"].default if "config" in spec else settings_to_json(fallback)
+    return settings_from_json(config).resolved()
+
+
+def run_pipeline(
+    name: str,
+    settings: Settings,
+    arguments: dict[str, Any] | None = None,
+    *,
+    root: str | Path = "dist/local_outputs",
+    runner: str = "subprocess",
+    pipeline_yaml: str | Path | None = None,
+) -> LocalRun:
+    """Run pipeline ``name`` locally from its compiled YAML.
+
+    ``pipeline_yaml`` runs that file as it is; otherwise ``settings`` are compiled to
+    ``<root>/../pipelines/<name>.yaml`` first. A failing task becomes ``status='failed'``
+    with its message; an unusable runner (no engine, missing image) raises EsteiraError.
+    """
+    from esteira.kfp_sdk import import_kfp
+
+    import_kfp()  # kfp.local needs no API client
+    from kfp import local
+
+    from esteira import docker_tasks
+
+    if runner not in RUNNERS:
+        raise EsteiraError("--runner", f"unknown runner {runner!r}", f"use one of {list(RUNNERS)}")
+    root = Path(root).resolve()
+    if pipeline_yaml is None:
+        pipeline_yaml = compiled_pipeline(name, settings, root.parent / "pipelines")
+    pipeline_yaml = Path(pipeline_yaml).resolve()
+    pipeline = load_compiled(pipeline_yaml)
+    arguments = dict(arguments or {})
+    errors_dir = root / ERRORS
+    shutil.rmtree(errors_dir, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    before = set(root.iterdir())
+    ledger = docker_tasks.TaskLedger(errors_dir)
+    if runner == "docker":
+        task_runner = docker_tasks.docker_runner(
+            pipeline, yaml_config(pipeline, arguments, settings), root, errors_dir
+        )
+    else:
+        task_runner = local.SubprocessRunner(use_venv=False)
+    local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
+    clock = StepClock()
+    logging.getLogger().addFilter(clock)
+    os.environ[ERRORS_DIR_ENV] = str(errors_dir)
+    started = time.monotonic()
+    status, error = "ok", None
+    try:
+        with docker_tasks.checked_tasks(ledger):
+            pipeline(**arguments)
+    except RuntimeError as exc:
+        status, error = "failed", _task_error(errors_dir) or _ANSI.sub("", str(exc))
+    finally:
+        logging.getLogger().removeFilter(clock)
+        os.environ.pop(ERRORS_DIR_ENV, None)
+    run_dir = _latest_run_dir(root, before)
+    return LocalRun(
+        pipeline=name,
+        status=status,
+        seconds=round(time.monotonic() - started, 3),
+        steps=clock.seconds,
+        outputs=task_outputs(run_dir) if run_dir else {},
+        run_dir=str(run_dir) if run_dir else None,
+        error=error,
+        step_status=dict(clock.status),
+        runner=runner,
+        pipeline_yaml=str(pipeline_yaml),
+        tasks=ledger.tasks,
+    )
+
+
+def _task_error(errors_dir: Path) -> str | None:
+    for path in sorted(errors_dir.glob("*.json")):
+        data = json.loads(path.read_text())
+        return f"task {data['task']}: {data['error']}"
+    return None
+
+
+def write_summary(summary: dict[str, Any], out_dir: str | Path) -> Path:
+    path = Path(out_dir) / "summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+    return path
+
+
+def raise_if_failed(run: LocalRun) -> None:
+    if run.status != "ok":
+        raise EsteiraError(
+            f"pipeline {run.pipeline}", run.error or "failed", "see the task log above"
+        )

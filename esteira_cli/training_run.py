@@ -1,0 +1,123 @@
+"""`make run`: generate the demo data if absent, run the training pipeline locally, summarise."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from esteira.config import Settings, resolve_path
+from esteira.data import generate_fleet, write_fleet
+from esteira.errors import DataError
+from esteira_cli.local_run import LocalRun, run_pipeline, write_summary
+
+DEMO_DATA_DIR = "data"  # where `make run` may write the seeded demo fleet
+
+
+def generate_command(settings: Settings, config_path: str | None = None) -> str:
+    """The exact command that writes the demo fleet the settings describe to data.source_uri."""
+    d = settings.data
+    cfg = f"--config {config_path} " if config_path else ""
+    return (
+        f"esteira {cfg}data generate --out {d.source_uri} --machines {d.machines} "
+        f"--days {d.days} --start {d.start} --seed {d.seed} --period {d.period}"
+    )
+
+
+def ensure_demo_data(settings: Settings, config_path: str | None = None) -> bool:
+    """Generate the demo fleet when data.source_uri is a missing file under ``data/``.
+
+    A missing file anywhere else is a user's dataset that is not there: the run stops
+    before any step starts, naming the command that would generate demo data there.
+    """
+    source = settings.data.source_uri
+    if "://" in source or resolve_path(source).exists():
+        return False
+    path = resolve_path(source)
+    if not path.is_relative_to(resolve_path(DEMO_DATA_DIR)):
+        raise DataError(
+            "data.source_uri",
+            f"no file at {path}",
+            f"point data.source_uri at your data, or generate the demo fleet there: "
+            f"`{generate_command(settings, config_path)}`",
+        )
+    d = settings.data
+    print(
+        f"[esteira] generating demo data: {d.machines} machines x {d.days} days -> {source}",
+        flush=True,
+    )
+    started = time.monotonic()
+    write_fleet(generate_fleet(d.machines, d.days, d.start, d.seed, d.period), str(path))
+    print(f"[esteira] data ready in {time.monotonic() - started:.1f}s", flush=True)
+    return True
+
+
+def summarize(run: LocalRun) -> dict[str, Any]:
+    out = run.outputs
+
+    def param(task: str, name: str, default: Any = None) -> Any:
+        return out.get(task, {}).get("parameters", {}).get(name, default)
+
+    def artifact_meta(task: str, name: str) -> dict:
+        return out.get(task, {}).get("artifacts", {}).get(name, {}).get("metadata", {})
+
+    decision = artifact_meta("promote", "decision")
+    model_uri = param("register", "model_uri")
+    summary: dict[str, Any] = {
+        "pipeline": run.pipeline,
+        "status": run.status,
+        "seconds": run.seconds,
+        "steps": run.steps,
+        "metrics": param("evaluate", "Output") or {},
+        "gate_passed": bool(param("gate", "Output", False)),
+        "model_uri": model_uri,
+        "data": {
+            k: artifact_meta("ingest", "dataset").get(k)
+            for k in ("source_uri", "rows", "content_hash")
+        },
+        "features": {
+            "feature_service": param("build-training-set", "feature_service"),
+            "training_rows": param("build-training-set", "training_rows"),
+            "dropped_by_ttl": param("build-training-set", "dropped_by_ttl"),
+            "materialized": param("materialize", "Output"),
+        },
+        "run_dir": run.run_dir,
+        "runner": run.runner,
+        "pipeline_yaml": run.pipeline_yaml,
+        # per task: the image and container it ran in (docker runner)
+        "tasks": run.tasks,
+    }
+    if model_uri:
+        summary["registry"] = {
+            "model": Path(model_uri).parent.name
+            if "://" not in model_uri
+            else model_uri.rstrip("/").split("/")[-2],
+            "version": param("register", "version"),
+            "promoted": bool(param("promote", "Output", False)),
+            "production_version": decision.get("production_version"),
+            "winner": decision.get("winner"),
+            "reason": decision.get("reason"),
+        }
+        summary["deploy"] = {
+            "mode": param("deploy", "Output"),
+            **artifact_meta("deploy", "manifest"),
+        }
+    if run.error:
+        summary["error"] = run.error
+    return summary
+
+
+def run_training(
+    settings: Settings,
+    out_dir: str | Path = "dist/run",
+    *,
+    root: str | Path = "dist/local_outputs",
+    runner: str = "subprocess",
+    config_path: str | None = None,
+) -> dict[str, Any]:
+    """Compile the training pipeline to ``<root>/../pipelines/training.yaml`` and run that YAML."""
+    ensure_demo_data(settings, config_path)
+    run = run_pipeline("training", settings, root=root, runner=runner)
+    summary = summarize(run)
+    write_summary(summary, out_dir)
+    return summary

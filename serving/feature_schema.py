@@ -1,0 +1,43 @@
+"""The model's inputs from registry metadata: shared by the predictor and the array scorer (fast_model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from esteira.errors import EsteiraError
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """The model's inputs, from registry metadata: ordered names and kinds."""
+
+    names: tuple[str, ...]
+    kinds: dict[str, str]  # name -> "float" | "int" | "category"
+    pandas_types: dict[str, str]
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> FeatureSchema:
+        names = tuple(metadata.get("feature_names") or ())
+        if not names:
+            raise EsteiraError(
+                "metadata.feature_names", "is missing or empty", "register the model again"
+            )
+        types = dict(metadata.get("feature_types") or {})
+        categorical = set(metadata.get("categorical_features") or ())
+        kinds = {n: _kind(types.get(n, "float64"), n in categorical) for n in names}
+        return cls(names, kinds, {n: types.get(n, "float64") for n in names})
+
+    def datatype(self, name: str) -> str:
+        return {"float": "FP64", "int": "INT64", "category": "BYTES"}[self.kinds[name]]
+
+    def describe(self) -> str:
+        return ", ".join(self.names)
+
+
+def _kind(pandas_type: str, categorical: bool) -> str:
+    if categorical or pandas_type in ("string", "object", "category", "str"):
+        return "category"
+    if pandas_type.lower().startswith(("int", "uint")):
+        return "int"
+    return "float"
