@@ -1,8 +1,9 @@
 """The images, for real: compiled YAML under kfp.local's DockerRunner, and what the layers hold.
 
 Needs a Docker engine and the images (`make images`). With CI=true, an engine that cannot
-be started or images that cannot be built fail the tests; elsewhere they skip with the
-reason. The engine is started here only when none answers, and then stopped here.
+be started (docker.io is installed if missing) or images that cannot be built fail the
+tests; elsewhere they skip with the reason. The engine is started here only when none
+answers (docker/engine.sh), and then stopped here.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def docker_host() -> Iterator[str]:
         if not CI and os.environ.get("ESTEIRA_TEST_START_ENGINE", "1") == "0":
             pytest.skip("no Docker engine answers (ESTEIRA_TEST_START_ENGINE=0)")
         try:
-            host = engine.start()
+            host = engine.start(install=CI)  # outside CI, never apt-get from a test run
             started_here = True
         except (EsteiraError, OSError, subprocess.TimeoutExpired) as exc:
             _unavailable(f"no Docker engine could be started: {exc}")

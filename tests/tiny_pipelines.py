@@ -6,7 +6,6 @@ Their components are lightweight Python components on the esteira image: kfp ser
 the function source into the YAML, so the image runs them without knowing this module.
 """
 
-
 from pathlib import Path
 
 from kfp import compiler, dsl
