@@ -159,15 +159,17 @@ def test_engine_stopped_is_one_line_naming_make_images(tmp_path: Path, monkeypat
 
 
 def _host_only_certs() -> list[bytes]:
-    """DER of the CAs the build host trusts that Mozilla's bundle (certifi) does not have."""
+    """DER of the CAs the build host trusts beyond Mozilla's set (Debian's packaged copy
+    and certifi's): a corporate or proxy CA, the kind that must stay out of the images."""
     import certifi
 
-    def ders(path: str) -> set[bytes]:
-        text = Path(path).read_text()
+    def ders(*paths: str | Path) -> set[bytes]:
+        text = "".join(Path(p).read_text() for p in paths)
         blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S)
         return {ssl.PEM_cert_to_DER_cert(b) for b in blocks}
 
-    return sorted(ders(HOST_BUNDLE) - ders(certifi.where()))
+    mozilla = ders(certifi.where(), *Path("/usr/share/ca-certificates/mozilla").glob("*.crt"))
+    return sorted(ders(HOST_BUNDLE) - mozilla)
 
 
 def _needles(der: bytes) -> list[bytes]:
