@@ -9,7 +9,8 @@
 # (default ~/.cache/esteira/docker, outside any clone, so layers survive clean clones):
 #   data/ (images, layers)  run/ (exec root)  docker.sock  dockerd.pid  dockerd.log
 # It runs with overlay2, no bridge and no iptables: builds and containers use --network host.
-# When no dockerd is installed, `up` installs Debian's docker.io with apt.
+# When no dockerd is installed, `up` installs Debian's docker.io with apt
+# (unless ESTEIRA_ENGINE_INSTALL=0).
 set -euo pipefail
 
 DIR=${ESTEIRA_DOCKER_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/esteira/docker}
@@ -47,6 +48,10 @@ reachable() {  # the first engine that answers: $DOCKER_HOST, the private socket
 
 install_engine() {
   command -v dockerd >/dev/null 2>&1 && return 0
+  if [[ ${ESTEIRA_ENGINE_INSTALL:-1} == 0 ]]; then
+    say "error: no dockerd installed (ESTEIRA_ENGINE_INSTALL=0: not installing docker.io)"
+    exit 1
+  fi
   say "no dockerd here: installing Debian's docker.io"
   if [[ $(id -u) != 0 ]]; then
     say "error: installing docker.io needs root (apt-get); install it, or set DOCKER_HOST to an engine"

@@ -78,10 +78,12 @@ def require_image(c: Any, reference: str) -> dict[str, Any]:
         ) from None
 
 
-def start(timeout: float = 300) -> str:
-    """Make an engine answer (installing/starting the private daemon if needed); its DOCKER_HOST."""
+def start(timeout: float = 300, *, install: bool = True) -> str:
+    """Make an engine answer (starting the private daemon, installing docker.io first when
+    ``install`` and dockerd is missing); its DOCKER_HOST."""
+    env = {**os.environ, "ESTEIRA_ENGINE_INSTALL": "1" if install else "0"}
     proc = subprocess.run(
-        [str(ENGINE_SCRIPT), "up"], capture_output=True, text=True, timeout=timeout
+        [str(ENGINE_SCRIPT), "up"], capture_output=True, text=True, timeout=timeout, env=env
     )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -1,8 +1,9 @@
 """The images, for real: compiled YAML under kfp.local's DockerRunner, and what the layers hold.
 
 Needs a Docker engine and the images (`make images`). With CI=true, an engine that cannot
-be started or images that cannot be built fail the tests; elsewhere they skip with the
-reason. The engine is started here only when none answers, and then stopped here.
+be started (docker.io is installed if missing) or images that cannot be built fail the
+tests; elsewhere they skip with the reason. The engine is started here only when none
+answers (docker/engine.sh), and then stopped here.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def docker_host() -> Iterator[str]:
         if not CI and os.environ.get("ESTEIRA_TEST_START_ENGINE", "1") == "0":
             pytest.skip("no Docker engine answers (ESTEIRA_TEST_START_ENGINE=0)")
         try:
-            host = engine.start()
+            host = engine.start(install=CI)  # outside CI, never apt-get from a test run
             started_here = True
         except (EsteiraError, OSError, subprocess.TimeoutExpired) as exc:
             _unavailable(f"no Docker engine could be started: {exc}")
@@ -158,15 +159,17 @@ def test_engine_stopped_is_one_line_naming_make_images(tmp_path: Path, monkeypat
 
 
 def _host_only_certs() -> list[bytes]:
-    """DER of the CAs the build host trusts that Mozilla's bundle (certifi) does not have."""
+    """DER of the CAs the build host trusts beyond Mozilla's set (Debian's packaged copy
+    and certifi's): a corporate or proxy CA, the kind that must stay out of the images."""
     import certifi
 
-    def ders(path: str) -> set[bytes]:
-        text = Path(path).read_text()
+    def ders(*paths: str | Path) -> set[bytes]:
+        text = "".join(Path(p).read_text() for p in paths)
         blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S)
         return {ssl.PEM_cert_to_DER_cert(b) for b in blocks}
 
-    return sorted(ders(HOST_BUNDLE) - ders(certifi.where()))
+    mozilla = ders(certifi.where(), *Path("/usr/share/ca-certificates/mozilla").glob("*.crt"))
+    return sorted(ders(HOST_BUNDLE) - mozilla)
 
 
 def _needles(der: bytes) -> list[bytes]:
