@@ -1,9 +1,10 @@
 """Endpoints a stranger can't switch off (serving/guard.py), on real servers.
 
-The model repository (load/unload) is refused on both servers over REST and gRPC and
-predictions keep working; routes not served answer 404 with a message, never 501; a
-predictor whose model cannot be read is unready on every readiness endpoint (REST 503,
-gRPC ``ready: false``) and answers predictions 503 / UNAVAILABLE.
+The model repository (load/unload) is refused over REST and gRPC and predictions keep
+working; routes not served answer 404 with a message, never 501 (the transformer's routes
+are checked in tests/test_fuzz.py, on its live pair); a predictor whose model cannot be
+read is unready on every readiness endpoint (REST 503, gRPC ``ready: false``) and answers
+predictions 503 / UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -45,42 +46,33 @@ def unreadable_store(tmp_path_factory: pytest.TempPathFactory, world: World) -> 
 
 @pytest.fixture(scope="module")
 def servers(world: World, unreadable_store: Path) -> Iterator[dict[str, Any]]:
-    ports = {k: free_port() for k in ("p", "pg", "t", "tg", "u", "ug")}
+    ports = {k: free_port() for k in ("p", "pg", "u", "ug")}
     config = ["--config", str(world.config_path)]
     predictor = ServerProcess(
         "predictor",
         [*config, "--http-port", str(ports["p"]), "--grpc-port", str(ports["pg"])],
         world.root / "guard-predictor.log",
     ).start()
-    transformer = ServerProcess(
-        "transformer",
-        [*config, "--http-port", str(ports["t"]), "--grpc-port", str(ports["tg"]),
-         "--predictor-host", f"127.0.0.1:{ports['p']}"],
-        world.root / "guard-transformer.log",
-    ).start()  # fmt: skip
     unready = ServerProcess(
         "predictor",
         ["--config", str(unreadable_store / "config.yaml"), "--http-port", str(ports["u"]),
          "--grpc-port", str(ports["ug"])],
         unreadable_store / "predictor.log",
     ).start()  # fmt: skip
-    http = {k: f"http://127.0.0.1:{ports[k]}" for k in ("p", "t", "u")}
+    http = {k: f"http://127.0.0.1:{ports[k]}" for k in ("p", "u")}
     try:
         predictor.wait_http(f"{http['p']}/v2/health/ready", 400)
-        transformer.wait_http(f"{http['t']}/v2/health/ready", 400)
         unready.wait_http(f"{http['u']}/v2/health/live", 400)
         yield {
             "predictor": http["p"],
-            "transformer": http["t"],
             "unready": http["u"],
             "grpc": {
                 "predictor": f"127.0.0.1:{ports['pg']}",
-                "transformer": f"127.0.0.1:{ports['tg']}",
                 "unready": f"127.0.0.1:{ports['ug']}",
             },
         }
     finally:
-        for process in (transformer, predictor, unready):
+        for process in (predictor, unready):
             process.stop()
 
 
@@ -102,7 +94,7 @@ def _stub(address: str) -> tuple[grpc.Channel, Any]:
     return channel, pb_grpc.GRPCInferenceServiceStub(channel)
 
 
-@pytest.mark.parametrize("role", ["predictor", "transformer"])
+@pytest.mark.parametrize("role", ["predictor"])
 def test_model_repository_is_refused_and_predictions_still_succeed(
     world: World, servers: dict, role: str
 ) -> None:
@@ -131,7 +123,7 @@ def test_model_repository_is_refused_and_predictions_still_succeed(
     assert answer.json()["predictions"]
 
 
-@pytest.mark.parametrize("role", ["predictor", "transformer"])
+@pytest.mark.parametrize("role", ["predictor"])
 @pytest.mark.parametrize(
     ("path", "hint"),
     [
