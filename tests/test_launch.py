@@ -367,6 +367,12 @@ def test_docker_runtime_runs_the_same_argv_in_the_serving_image(world: World) ->
         docker_runtime.check_engine(image)
     except EsteiraError as exc:
         pytest.skip(f"no Docker engine with the serving image: {exc.message}")
+    usage = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "python", image, "-m", "serving", "--help"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    if "--model_dir" not in usage.stdout:
+        pytest.skip(f"{image} predates the predictor's --model_dir: run `make images`")
     ports = _ports()
     out = world.root / "serve-docker"
     env = {
