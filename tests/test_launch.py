@@ -86,6 +86,85 @@ def test_supervisor_counts_restarts_on_its_metrics(tmp_path: Path) -> None:
         sup.stop_all(timeout=5)
 
 
+# ---- the launcher's pieces (fast) --------------------------------------------------------
+META = {"name": "m", "namespace": "ns", "labels": {"team": "a"}, "annotations": {"x/y": "z"}}
+
+
+def test_templates_are_filled_as_the_controller_fills_them() -> None:
+    from esteira.launch import fill_templates
+
+    assert fill_templates("--model_name={{.Name}}", META) == "--model_name=m"
+    assert fill_templates("{{ .Namespace }}/{{.Labels.team}}", META) == "ns/a"
+    assert fill_templates('{{index .Annotations "x/y"}}', META) == "z"
+    with pytest.raises(EsteiraError, match=r"\{\{.Spec\}\}.*use \{\{.Name\}\}"):
+        fill_templates("{{.Spec}}", META)
+
+
+def test_the_controller_appends_only_what_is_absent() -> None:
+    from esteira.launch import transformer_argv
+
+    def isvc(args: list[str]) -> dict[str, Any]:
+        container = {"command": ["python", "-m", "serving", "transformer"], "args": args}
+        return {"metadata": META, "spec": {"transformer": {"containers": [container]}}}
+
+    assert transformer_argv(isvc([]))[4:] == [
+        "--model_name", "m", "--predictor_host", "m-predictor.ns", "--http_port", "8080"
+    ]  # fmt: skip
+    given = ["--model_name=other", "--http_port", "9000"]
+    assert transformer_argv(isvc(given))[4:] == [*given, "--predictor_host", "m-predictor.ns"]
+
+
+def test_localize_makes_only_the_listed_substitutions() -> None:
+    from esteira.launch import localize
+
+    argv = [
+        "python",
+        "-m",
+        "serving",
+        "predictor",
+        "--model_name=m",
+        "--model_dir=/mnt/models",
+        "--http_port=8080",
+        "--grpc_port",
+        "8081",
+        "--predictor_host",
+        "h.ns",
+        "--other=8080",
+    ]
+    out = localize(argv, http_port=1, grpc_port=2, models_dir="/d", predictor_host="127.0.0.1:1")
+    assert out == ["python", "-m", "serving", "predictor", "--model_name=m", "--model_dir=/d",
+                   "--http_port=1", "--grpc_port", "2", "--predictor_host", "127.0.0.1:1",
+                   "--other=8080"]  # fmt: skip
+
+
+def test_runtime_lookup_prefers_the_namespaced_one() -> None:
+    from esteira.launch import find_runtime
+
+    cluster = {"kind": "ClusterServingRuntime", "metadata": {"name": "r"}}
+    local = {"kind": "ServingRuntime", "metadata": {"name": "r", "namespace": "ns"}}
+    assert find_runtime([cluster, local], "r") is local
+    assert find_runtime([cluster], "r") is cluster
+    with pytest.raises(EsteiraError, match="spec.predictor.model.runtime: names 'x'"):
+        find_runtime([cluster, local], "x")
+
+
+def test_storage_initializer_step_and_model_dir(tmp_path: Path) -> None:
+    from esteira.launch import fill_model_dir
+    from esteira.registry import Registry, read_model_dir
+    from esteira.storage import LocalStorage
+
+    registry = Registry(LocalStorage(tmp_path / "store"), "m")
+    version = registry.register({"model.joblib": b"x", "reference.json": b"{}"}, {"a": 1})
+    models = fill_model_dir(registry, version.version, tmp_path / "models")
+    names = sorted(p.name for p in models.iterdir())
+    assert names == ["_COMPLETE", "metadata.json", "model.joblib", "reference.json"]
+    assert read_model_dir(models, "m").version == version.version
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "store"]  # no staging left
+    (models / "metadata.json").unlink()
+    with pytest.raises(EsteiraError, match="has no metadata.json"):
+        read_model_dir(models, "m")
+
+
 # ---- the command lines the manifests give ------------------------------------------------
 def rendered(overlay: str = "local") -> list[dict[str, Any]]:
     out = subprocess.run(
@@ -288,6 +367,12 @@ def test_docker_runtime_runs_the_same_argv_in_the_serving_image(world: World) ->
         docker_runtime.check_engine(image)
     except EsteiraError as exc:
         pytest.skip(f"no Docker engine with the serving image: {exc.message}")
+    usage = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "python", image, "-m", "serving", "--help"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    if "--model_dir" not in usage.stdout:
+        pytest.skip(f"{image} predates the predictor's --model_dir: run `make images`")
     ports = _ports()
     out = world.root / "serve-docker"
     env = {

@@ -188,10 +188,24 @@ def child_specs(
     return [ChildSpec(role, argv, out / f"{role}.log", env) for role, argv in argvs.items()]
 
 
+def _serve_metrics(sup: Supervisor, port: int) -> int | None:
+    if not port:
+        return None
+    try:
+        return sup.serve_metrics(port)
+    except OSError as exc:
+        raise EsteiraError(
+            "serving.supervisor_port",
+            f"cannot listen on 127.0.0.1:{port} ({exc.strerror})",
+            "set ESTEIRA_SERVING__SUPERVISOR_PORT to a free port, or 0 for no /metrics",
+        ) from None
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     version = _check_model(settings, args.version)
     out = resolve_path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / ENDPOINTS).unlink(missing_ok=True)  # written again once both servers are ready
     plan = launch.plan(settings.model.name, args.overlay)
     if plan.transformer is None:
         raise EsteiraError(
@@ -212,7 +226,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     previous = {sig: signal.signal(sig, _signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        metrics_port = sup.serve_metrics(s.supervisor_port) if s.supervisor_port else None
+        metrics_port = _serve_metrics(sup, s.supervisor_port)
         sup.start_all()
         _wait_ready(
             sup,
