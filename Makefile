@@ -10,6 +10,9 @@ CFG     := $(if $(CONFIG),--config $(CONFIG),)
 PERIOD  ?= drifted
 RUNNER  ?= subprocess
 RUNTIME ?= process
+# Every task, server and test is a fresh interpreter: let them keep bytecode, and compile the
+# venv's libraries once at install, so none of them recompiles kfp, Feast or KServe at start.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load soak feast-serve clean materialize images-down docs
 
@@ -20,7 +23,7 @@ help: ## list targets
 	@$(UV) --version >/dev/null 2>&1 || { echo "== installing uv"; python3 -m pip install --quiet uv \
 	  || python3 -m pip install --quiet --break-system-packages uv; }
 	@echo "== creating .venv from uv.lock"
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
 	@touch $@
 
 deps: ## Debian packages the tests use (redis-server), installed when missing
