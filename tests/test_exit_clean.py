@@ -68,7 +68,12 @@ def run_children(code: str, path: Path, runs: int) -> list[tuple[int, str]]:
             for _ in batch
         ]
         for proc in procs:
-            _, err = proc.communicate(timeout=120)
+            try:
+                _, err = proc.communicate(timeout=600)
+            except subprocess.TimeoutExpired:  # a hang at exit is a failure too
+                proc.kill()
+                _, err = proc.communicate()
+                err = "timed out after 600 s\n" + err
             results.append((proc.returncode, err[-300:]))
     return results
 
