@@ -18,7 +18,7 @@ ENV SSL_CERT_FILE=/tmp/host-ca.crt \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m pip install --break-system-packages "uv==0.13.9"
 WORKDIR /app
-COPY pyproject.toml uv.lock README.md ./
+COPY pyproject.toml uv.lock ./
 COPY docker/slim-venv.sh /tmp/slim-venv.sh
 # --only-group: the group's packages at the lock's versions, not the project's own dependencies.
 # Left out, as nothing on the serving path imports them (tests/test_containers.py imports the
