@@ -122,7 +122,8 @@ def test_no_secrets_in_the_image(path: Path) -> None:
 def test_component_image_copies_every_source_tree() -> None:
     final = stages(DOCKER / "Dockerfile")[-1]
     copied = {args.split()[0].rstrip("/") for kw, args in final if kw == "COPY"}
-    assert {"esteira", "components", "pipelines", "serving", "feature_repo"} <= copied
+    trees = {"esteira", "esteira_cli", "components", "pipelines", "serving", "feature_repo"}
+    assert trees <= copied
 
 
 def test_serving_image_entrypoint() -> None:
