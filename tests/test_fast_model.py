@@ -49,9 +49,9 @@ def _columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def _pipeline(task: str, family: str) -> tuple[object, pd.DataFrame]:
     frame, signal = _data(2000, missing=family == "gradient_boosting")
-    cfg = ModelSettings(task=task, family=family, hyperparameters={"max_iter": 40})
-    if family != "gradient_boosting":
-        cfg = ModelSettings(task=task, family=family)
+    # max_iter is a gradient-boosting parameter (the config refuses it for a random forest)
+    fast = {"max_iter": 40} if family == "gradient_boosting" else {}
+    cfg = ModelSettings(task=task, family=family, hyperparameters=fast)
     target = (signal > 0).astype(int) if task == "classification" else signal
     model = build_pipeline(cfg, NUMERIC, ["model"]).fit(frame, target)
     return model, frame
