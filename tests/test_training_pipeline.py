@@ -130,7 +130,8 @@ def test_a_missing_column_stops_the_run_with_its_name(workspace, tmp_path, monke
     assert "vibration" in err and "required" in err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "vibration" in summary["error"]
-    assert set(summary["steps"]) == {"ingest", "validate"}  # nothing downstream ran
+    # nothing downstream ran
+    assert set(summary["steps"]) == {"resolve-settings", "fingerprint", "ingest", "validate"}
     assert not (tmp_path / "store" / "models").exists()
 
 
@@ -145,4 +146,4 @@ def test_a_truncated_file_stops_the_run_at_ingestion(workspace, tmp_path, monkey
     assert main(["run", "training", "--out", str(tmp_path / "run")]) == 1
     assert "not a readable Parquet file" in capsys.readouterr().err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert set(summary["steps"]) == {"ingest"}  # nothing downstream ran
+    assert set(summary["steps"]) == {"resolve-settings", "fingerprint", "ingest"}  # and no further
