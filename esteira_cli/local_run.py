@@ -239,7 +239,11 @@ def run_pipeline(
         cache_root=str(cache_root),
     )
     clock = StepClock()
-    logging.getLogger().addFilter(clock)
+    root_logger = logging.getLogger()
+    level = root_logger.level
+    # kfp.local logs cache hits outside its own logging context: INFO lets them reach the clock
+    root_logger.setLevel(min(level, logging.INFO) or logging.INFO)
+    root_logger.addFilter(clock)
     os.environ[ERRORS_DIR_ENV] = str(errors_dir)
     started = time.monotonic()
     status, error = "ok", None
@@ -249,7 +253,8 @@ def run_pipeline(
     except RuntimeError as exc:
         status, error = "failed", _task_error(errors_dir) or _ANSI.sub("", str(exc))
     finally:
-        logging.getLogger().removeFilter(clock)
+        root_logger.removeFilter(clock)
+        root_logger.setLevel(level)
         os.environ.pop(ERRORS_DIR_ENV, None)
     run_dir = _latest_run_dir(root, before)
     outputs = cached_outputs(cache_root, clock.cached)
