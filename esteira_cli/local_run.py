@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,7 +249,9 @@ def run_pipeline(
     started = time.monotonic()
     status, error = "ok", None
     try:
-        with docker_tasks.checked_tasks(ledger):
+        with docker_tasks.checked_tasks(ledger), warnings.catch_warnings():
+            # the tasks' resources are the cluster's business (pipelines/common.py)
+            warnings.filterwarnings("ignore", message=r"Task .* have no effect in the current")
             pipeline(**arguments)
     except RuntimeError as exc:
         status, error = "failed", _task_error(errors_dir) or _ANSI.sub("", str(exc))
