@@ -181,3 +181,17 @@ def test_no_component_starts_a_subprocess_of_the_cli_or_imports_pipelines() -> N
         if (found := _starts_a_process(ast.parse(path.read_text())))
     }
     assert offenders == {}
+
+
+def test_the_docker_runner_sees_the_settings_the_tasks_will(compiled: Path) -> None:
+    """What `--runner docker` mounts follows the run's parameters, as resolve-settings will."""
+    from esteira.config import Settings
+    from esteira_cli.local_run import yaml_config
+
+    given = {"data_source_uri": "/elsewhere/fleet.parquet", "model_family": "random_forest"}
+    settings = yaml_config(compiled / "training.yaml", given, Settings())
+    assert settings.data.source_uri == "/elsewhere/fleet.parquet"
+    assert settings.model.family == "random_forest"
+    assert yaml_config(compiled / "training.yaml", {}, Settings()).data.source_uri.endswith(
+        "data/fleet.parquet"
+    )
