@@ -146,12 +146,54 @@ class KServeSettings(_Section):
     cpu: str = "500m"
     memory: str = "1Gi"
     ready_timeout_seconds: int = Field(300, ge=1)
+    deploy: bool = Field(
+        True, description="deploy a promoted version (the training pipeline's `deploy` parameter)"
+    )
+
+
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+
+
+class TaskResources(_Section):
+    """A KFP task's container requests and limits (Kubernetes quantities)."""
+
+    cpu_request: str = Field("250m", pattern=_QUANTITY)
+    cpu_limit: str = Field("1", pattern=_QUANTITY)
+    memory_request: str = Field("512Mi", pattern=_QUANTITY)
+    memory_limit: str = Field("2Gi", pattern=_QUANTITY)
+
+
+def _default_task_resources() -> dict[str, TaskResources]:
+    heavy = TaskResources(cpu_request="1", cpu_limit="2", memory_request="2Gi", memory_limit="4Gi")
+    light = TaskResources(cpu_request="100m", cpu_limit="500m", memory_request="256Mi")
+    return {
+        "build-training-set": heavy,
+        "compute-features": heavy,
+        "train": heavy,
+        "batch-features": heavy,
+        "resolve-settings": light,
+        "retrain-decision": light,
+        "fingerprint": light,
+    }
 
 
 class KFPSettings(_Section):
     host: str = "http://127.0.0.1:8888"
     experiment: str = "esteira"
     secret_name: str = Field("esteira-s3", description="Kubernetes Secret with the S3 credentials")
+    resources: TaskResources = Field(
+        default_factory=TaskResources, description="every task's requests and limits"
+    )
+    task_resources: dict[str, TaskResources] = Field(
+        default_factory=_default_task_resources,
+        description="per task name (e.g. `train`), replacing `resources` for that task",
+    )
+    retries: int = Field(3, ge=0, le=10, description="retries of tasks that write storage")
+    retry_backoff_seconds: int = Field(5, ge=0, le=600, description="first retry's delay")
+    retry_backoff_max_seconds: int = Field(60, ge=0, le=3600)
+
+    def resources_for(self, task: str) -> TaskResources:
+        return self.task_resources.get(task, self.resources)
 
 
 class ServingSettings(_Section):

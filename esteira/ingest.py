@@ -113,9 +113,27 @@ def _parse_csv(data: bytes, contract: Contract, source: str) -> pd.DataFrame:
     return frame
 
 
-def ingest(uri: str, settings: Settings, contract: Contract) -> Ingested:
+def content_hash(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def fingerprint(uri: str, settings: Settings) -> str:
+    """The content hash of what ``uri`` holds now (what :func:`ingest` records)."""
+    detect_format(uri)
+    return content_hash(read_uri(uri, settings.storage))
+
+
+def ingest(uri: str, settings: Settings, contract: Contract, expected_hash: str = "") -> Ingested:
+    """``uri`` into a frame; with ``expected_hash``, the bytes read must be those fingerprinted."""
     file_format = detect_format(uri)
     data = read_uri(uri, settings.storage)
+    if expected_hash and content_hash(data) != expected_hash:
+        raise DataError(
+            "data.source_uri",
+            f"{uri} changed while the run read it ({expected_hash[:19]} fingerprinted, "
+            f"{content_hash(data)[:19]} read)",
+            "run again once the file is no longer being written",
+        )
     frame = parse_bytes(data, file_format, contract, uri)
     ts = contract.timestamp
     if (
@@ -124,4 +142,4 @@ def ingest(uri: str, settings: Settings, contract: Contract) -> Ingested:
         and frame[ts].dt.tz is None
     ):
         frame[ts] = frame[ts].dt.tz_localize("UTC")
-    return Ingested(frame, "sha256:" + hashlib.sha256(data).hexdigest(), uri, file_format)
+    return Ingested(frame, content_hash(data), uri, file_format)

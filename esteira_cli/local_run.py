@@ -25,17 +25,20 @@ import os
 import re
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from esteira.config import Settings, settings_to_json
+from esteira.config import Settings
 from esteira.errors import EsteiraError
 from esteira.kfp_support import ERRORS_DIR_ENV
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '?([\w-]+)'?")
 _END = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")
+_CACHED = re.compile(r"Task '?([\w-]+)'? cache hit \(key=([0-9a-f]+)\)")
+CACHE_DIR = ".kfp_cache"  # under the output root: identical runs there share it
 
 
 @dataclass
@@ -45,10 +48,15 @@ class StepClock(logging.Filter):
     started: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
+    cached: dict[str, str] = field(default_factory=dict)  # task -> cache key prefix
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = _ANSI.sub("", str(record.getMessage()))
-        if m := _START.search(text):
+        if m := _CACHED.search(text):
+            self.cached[m.group(1)] = m.group(2)
+            self.seconds[m.group(1)], self.status[m.group(1)] = 0.0, "SUCCESS"
+            print(f"[esteira] {m.group(1)}: from cache", flush=True)
+        elif m := _START.search(text):
             self.started[m.group(1)] = time.monotonic()
         elif m := _END.search(text):
             name = m.group(1)
@@ -81,12 +89,33 @@ def task_outputs(run_dir: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def cached_outputs(cache_root: Path, keys: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """task_outputs' shape for tasks served from kfp.local's cache (entries by key prefix)."""
+    out: dict[str, dict[str, Any]] = {}
+    for task, prefix in keys.items():
+        entries = sorted(cache_root.glob(f"{prefix}*.json"))
+        if len(entries) != 1:
+            continue
+        params, artifacts = {}, {}
+        for name, value in json.loads(entries[0].read_text()).items():
+            if isinstance(value, dict) and "uri" in value and "schema_title" in value:
+                artifacts[name] = {"uri": value["uri"], "metadata": value.get("metadata", {})}
+            else:
+                params[name] = value
+        out[task] = {"parameters": params, "artifacts": artifacts}
+    return out
+
+
 ERRORS = "errors"  # where failing tasks leave their message, next to the run directories
 
 
 def _latest_run_dir(root: Path, before: set[Path]) -> Path | None:
     runs = (
-        [p for p in root.iterdir() if p.is_dir() and p not in before and p.name != ERRORS]
+        [
+            p
+            for p in root.iterdir()
+            if p.is_dir() and p not in before and p.name not in (ERRORS, CACHE_DIR)
+        ]
         if root.exists()
         else []
     )
@@ -107,6 +136,7 @@ class LocalRun:
     pipeline_yaml: str | None = None
     # task -> {"image", "container_id", "exit_code"} (docker runner)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cached: list[str] = field(default_factory=list)  # tasks served from kfp.local's cache
 
     @property
     def failed_step(self) -> str | None:
@@ -131,16 +161,32 @@ def load_compiled(path: str | Path) -> Any:
     return components.load_component_from_file(str(path))
 
 
-def yaml_config(pipeline: Any, arguments: dict[str, Any], fallback: Settings) -> Settings:
-    """The settings the tasks will see: the ``config`` argument, else the YAML's default
-    (``fallback`` for a pipeline without a ``config`` input)."""
-    from esteira.config import settings_from_json
+def yaml_config(pipeline_yaml: Path, arguments: dict[str, Any], fallback: Settings) -> Settings:
+    """The settings the tasks will see: the YAML's ``resolve-settings`` defaults with the run's
+    ``config`` and typed parameters (the YAML's defaults for those not given); ``fallback``
+    for a pipeline without a ``resolve-settings`` task."""
+    import yaml
 
-    config = arguments.get("config")
-    if config is None:
-        spec = pipeline.component_spec.inputs or {}
-        config = spec["config"].default if "config" in spec else settings_to_json(fallback)
-    return settings_from_json(config).resolved()
+    from components.resolve_settings.logic import PARAMETER_KEYS, RunParameters, resolve
+
+    spec = next(yaml.safe_load_all(Path(pipeline_yaml).read_text()))
+    task = spec["root"]["dag"]["tasks"].get("resolve-settings")
+    if task is None:
+        return fallback.resolved()
+    inputs = task["inputs"]["parameters"]
+    defaults = spec["root"].get("inputDefinitions", {}).get("parameters", {})
+
+    def value(name: str) -> Any:
+        if name in arguments:
+            return arguments[name]
+        given = inputs.get(name, {})
+        if "runtimeValue" in given:
+            return given["runtimeValue"]["constant"]
+        return defaults[given.get("componentInputParameter", name)].get("defaultValue")
+
+    names = [*PARAMETER_KEYS, "gate_metric", "gate_min"]
+    parameters = RunParameters(**{n: value(n) for n in names})
+    return resolve(value("defaults"), value("config") or "", parameters).resolved()
 
 
 def run_pipeline(
@@ -180,37 +226,55 @@ def run_pipeline(
     ledger = docker_tasks.TaskLedger(errors_dir)
     if runner == "docker":
         task_runner = docker_tasks.docker_runner(
-            pipeline, yaml_config(pipeline, arguments, settings), root, errors_dir
+            pipeline, yaml_config(pipeline_yaml, arguments, settings), root, errors_dir
         )
     else:
         task_runner = local.SubprocessRunner(use_venv=False)
-    local.init(runner=task_runner, pipeline_root=str(root), raise_on_error=True)
+    # caching by the task rule (pipelines/common.py); the cache lives with the output root
+    cache_root = root / CACHE_DIR
+    local.init(
+        runner=task_runner,
+        pipeline_root=str(root),
+        raise_on_error=True,
+        enable_caching=True,
+        cache_root=str(cache_root),
+    )
     clock = StepClock()
-    logging.getLogger().addFilter(clock)
+    root_logger = logging.getLogger()
+    level = root_logger.level
+    # kfp.local logs cache hits outside its own logging context: INFO lets them reach the clock
+    root_logger.setLevel(min(level, logging.INFO) or logging.INFO)
+    root_logger.addFilter(clock)
     os.environ[ERRORS_DIR_ENV] = str(errors_dir)
     started = time.monotonic()
     status, error = "ok", None
     try:
-        with docker_tasks.checked_tasks(ledger):
+        with docker_tasks.checked_tasks(ledger), warnings.catch_warnings():
+            # the tasks' resources are the cluster's business (pipelines/common.py)
+            warnings.filterwarnings("ignore", message=r"Task .* have no effect in the current")
             pipeline(**arguments)
     except RuntimeError as exc:
         status, error = "failed", _task_error(errors_dir) or _ANSI.sub("", str(exc))
     finally:
-        logging.getLogger().removeFilter(clock)
+        root_logger.removeFilter(clock)
+        root_logger.setLevel(level)
         os.environ.pop(ERRORS_DIR_ENV, None)
     run_dir = _latest_run_dir(root, before)
+    outputs = cached_outputs(cache_root, clock.cached)
+    outputs |= task_outputs(run_dir) if run_dir else {}
     return LocalRun(
         pipeline=name,
         status=status,
         seconds=round(time.monotonic() - started, 3),
         steps=clock.seconds,
-        outputs=task_outputs(run_dir) if run_dir else {},
+        outputs=outputs,
         run_dir=str(run_dir) if run_dir else None,
         error=error,
         step_status=dict(clock.status),
         runner=runner,
         pipeline_yaml=str(pipeline_yaml),
         tasks=ledger.tasks,
+        cached=sorted(clock.cached),
     )
 
 

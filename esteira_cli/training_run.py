@@ -82,6 +82,7 @@ def summarize(run: LocalRun) -> dict[str, Any]:
             "materialized": param("materialize", "Output"),
         },
         "run_dir": run.run_dir,
+        "cached": run.cached,  # tasks served from kfp.local's cache
         "runner": run.runner,
         "pipeline_yaml": run.pipeline_yaml,
         # per task: the image and container it ran in (docker runner)

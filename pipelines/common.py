@@ -1,4 +1,16 @@
-"""Pipeline plumbing shared by every pipeline: credentials and the default parameters."""
+"""Pipeline plumbing shared by every pipeline: task settings, credentials, default parameters.
+
+The task rule (ARCHITECTURE.md, "Task settings"):
+
+- **caching** is on for a task whose outputs depend only on its inputs (``CACHED``), off
+  for one that reads or writes mutable external state: the source URI's content (read by
+  ``fingerprint``, whose hash is then an input of the cached ``ingest``), the Feast sources
+  and registry, the model registry, the online store, the prediction log, the cluster;
+- **retries** with backoff (``kfp.retries``, ``kfp.retry_backoff_seconds`` doubling up to
+  ``kfp.retry_backoff_max_seconds``) on tasks whose work is writes to storage or the
+  cluster (``RETRIED``), never on tasks whose failures are the user's input;
+- **resources**: ``kfp.task_resources[<task>]``, else ``kfp.resources``, on every task.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +27,50 @@ S3_ENV = {
     "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
 }
 
+# outputs depend only on inputs (the source's content enters ingest as its hash)
+CACHED = frozenset(
+    {"resolve-settings", "ingest", "validate", "train", "evaluate", "gate", "retrain-decision"}
+)
+# their work is writes to storage (Feast sources and registry, model registry, online store,
+# batch predictions, the retraining set) or to the cluster
+RETRIED = frozenset(
+    {
+        "compute-features",
+        "feast-apply",
+        "register",
+        "promote",
+        "materialize",
+        "deploy",
+        "batch-features",
+        "batch-predict",
+        "retrain",
+    }
+)
 
-def with_credentials(task, settings: Settings):
-    """Credentials reach a task from a Kubernetes Secret as env vars, never as parameters."""
+
+def task_name(task) -> str:
+    """The task's name as kfp.local and the KFP UI show it (``comp-<name>`` without the prefix)."""
+    return task.component_spec.name.replace("_", "-")
+
+
+def with_task_settings(task, settings: Settings):
+    """Caching, retries and resources by the rule above, and the S3 credentials."""
+    name = task_name(task)
     task = kubernetes.use_secret_as_env(
         task, secret_name=settings.kfp.secret_name, secret_key_to_env=S3_ENV
     )
-    task.set_caching_options(False)
+    task.set_caching_options(name in CACHED)
+    kfp = settings.kfp
+    if name in RETRIED and kfp.retries:
+        task.set_retry(
+            num_retries=kfp.retries,
+            backoff_duration=f"{kfp.retry_backoff_seconds}s",
+            backoff_factor=2.0,
+            backoff_max_duration=f"{kfp.retry_backoff_max_seconds}s",
+        )
+    resources = kfp.resources_for(name)
+    task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
+    task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
     return task
 
 
@@ -41,5 +90,5 @@ def code_version(root: Path = ROOT) -> str:
 
 
 def default_config(settings: Settings) -> str:
-    """The non-secret configuration, as the pipelines' ``config`` parameter."""
+    """The non-secret configuration: the compile-time defaults of ``resolve-settings``."""
     return settings_to_json(settings)

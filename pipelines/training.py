@@ -1,6 +1,6 @@
 """Training: raw data -> validated -> Feast features -> model -> gate -> registry -> KServe.
 
-ingest -> validate -> compute-features -> feast-apply -> build-training-set
+resolve-settings -> fingerprint -> ingest -> validate -> compute-features -> feast-apply -> build-training-set
        -> train -> evaluate -> If(gate passed):
             register -> promote -> materialize
                                 -> If(promoted): deploy
@@ -11,33 +11,72 @@ from kfp import dsl
 
 from components.build_training_set.component import build_training_set
 from components.compute_features.component import compute_features
-from components.deploy.component import deploy
+from components.deploy.component import deploy as deploy_step
 from components.evaluate.component import evaluate
 from components.feast_apply.component import feast_apply
+from components.fingerprint.component import fingerprint
 from components.gate.component import gate
 from components.ingest.component import ingest
 from components.materialize.component import materialize
 from components.promote.component import promote
 from components.register.component import register
+from components.resolve_settings.component import resolve_settings
+from components.resolve_settings.logic import parameters_from
 from components.train.component import train
 from components.validate.component import validate
 from esteira.config import Settings
-from pipelines.common import code_version, default_config, with_credentials
+from pipelines.common import code_version, default_config, with_task_settings
 
 NAME = "training"
 
 
 def build(settings: Settings):
-    """The pipeline, with the given settings as its default ``config``."""
+    """The pipeline: typed run parameters whose defaults are ``settings``, and ``config``, an
+    optional JSON override of any other setting (``components/resolve_settings``)."""
 
     defaults, version = default_config(settings), code_version()
+    form = parameters_from(settings)
 
     @dsl.pipeline(name="esteira-training", description=__doc__.splitlines()[0])
-    def pipeline(config: str = defaults, code_version: str = version):
-        def step(task):
-            return with_credentials(task, settings)
+    def pipeline(
+        data_source_uri: str = form.data_source_uri,
+        model_family: str = form.model_family,
+        hyperparameters: dict = form.hyperparameters,
+        gate_metric: str = form.gate_metric,
+        gate_min: float = form.gate_min,
+        min_improvement: float = form.min_improvement,
+        deploy: bool = form.deploy,
+        use_case: str = form.use_case,
+        config: str = "",
+        code_version: str = version,
+    ):
+        """``data_source_uri``: CSV or Parquet (path, http(s)://, s3://). ``model_family``:
+        gradient_boosting | random_forest | logistic_regression; ``hyperparameters`` its
+        estimator's. The gate passes when ``gate_metric`` reaches ``gate_min``; a challenger
+        is promoted when it beats production by ``min_improvement``; ``deploy`` the promoted
+        version. ``use_case``: the registered model's name. ``config``: optional JSON of
+        other settings, e.g. ``{"model": {"random_state": 7}}``."""
 
-        ingested = step(ingest(config=config)).set_display_name("ingest")
+        def step(task):
+            return with_task_settings(task, settings)
+
+        resolved = step(
+            resolve_settings(
+                defaults=defaults,
+                config=config,
+                data_source_uri=data_source_uri,
+                model_family=model_family,
+                hyperparameters=hyperparameters,
+                gate_metric=gate_metric,
+                gate_min=gate_min,
+                min_improvement=min_improvement,
+                deploy=deploy,
+                use_case=use_case,
+            )
+        )
+        config = resolved.output  # the resolved settings JSON every step takes
+        source = step(fingerprint(config=config))
+        ingested = step(ingest(config=config, content_hash=source.output))
         validated = step(validate(config=config, dataset=ingested.outputs["dataset"]))
         features = step(compute_features(config=config, dataset=ingested.outputs["dataset"]))
         features.after(validated)
@@ -75,6 +114,6 @@ def build(settings: Settings):
             )
             step(materialize(config=config)).after(promoted)
             with dsl.If(promoted.outputs["Output"] == True, name="promoted"):  # noqa: E712
-                step(deploy(config=config, version=registered.outputs["version"]))
+                step(deploy_step(config=config, version=registered.outputs["version"]))
 
     return pipeline

@@ -11,6 +11,8 @@ from kfp import components
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAINING_TASKS = {
+    "resolve-settings",
+    "fingerprint",
     "ingest",
     "validate",
     "compute-features",
@@ -109,9 +111,10 @@ def test_credentials_come_from_a_secret_not_parameters(compiled):
     for executor in platform.values():
         envs = {e["envVar"] for s in executor["secretAsEnv"] for e in s["keyToEnv"]}
         assert envs == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-    params = spec_docs[0]["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == {"config", "code_version"}
-    config = json.loads(params["config"]["defaultValue"])
+    root = spec_docs[0]["root"]
+    assert root["inputDefinitions"]["parameters"]["config"]["defaultValue"] == ""
+    resolve = root["dag"]["tasks"]["resolve-settings"]["inputs"]["parameters"]
+    config = json.loads(resolve["defaults"]["runtimeValue"]["constant"])
     keys = {f"{section}.{key}" for section, values in config.items() for key in values}
     assert not {
         k for k in keys if any(w in k for w in ("access_key", "secret_key", "password", "token"))

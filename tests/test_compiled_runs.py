@@ -28,9 +28,11 @@ def test_the_run_obeys_an_edited_copy_of_the_compiled_yaml(tmp_path: Path) -> No
 
     compile_pipeline("training", settings, compiled.parent)
     text = compiled.read_text()
-    assert '"thresholds":{"roc_auc":0.6}' in text
+    assert '"thresholds":{"roc_auc":0.6}' in text  # the compile-time defaults
+    form = "      gate_min:\n        defaultValue: 0.6\n"
+    assert form in text  # the run form's gate_min
     edited = tmp_path / "edited.yaml"
-    edited.write_text(text.replace('"thresholds":{"roc_auc":0.6}', '"thresholds":{"roc_auc":0.99}'))
+    edited.write_text(text.replace(form, form.replace("0.6", "0.99")))
 
     run = run_pipeline("training", settings, root=tmp_path / "outputs", pipeline_yaml=edited)
 

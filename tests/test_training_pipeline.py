@@ -94,6 +94,28 @@ def test_an_impossible_gate_saves_nothing(passing, workspace):
     assert [v.version for v in versions] == [1]
 
 
+def test_a_run_that_changes_only_model_family_trains_that_family(passing, workspace):
+    from components.resolve_settings.logic import settings_diff
+    from esteira.config import settings_to_json
+    from esteira_cli.local_run import run_pipeline
+
+    settings, _ = passing
+    run = run_pipeline(
+        "training", settings, {"model_family": "random_forest"}, root=workspace / "outputs"
+    )
+    assert run.status == "ok", run.error
+    assert run.outputs["gate"]["parameters"]["Output"] is True
+    version = run.outputs["register"]["parameters"]["version"]
+    registry = Registry(LocalStorage(settings.storage.root), settings.model.name)
+    meta = registry.get(version).metadata
+    assert meta["family"] == "random_forest"
+    assert "n_estimators" in meta["parameters"]  # RandomForestClassifier's, not HGB's
+    assert registry.get(1).metadata["family"] == "gradient_boosting"
+    # the typed parameter reached every step through resolve-settings; nothing else changed
+    resolved = run.outputs["resolve-settings"]["parameters"]["Output"]
+    assert settings_diff(settings_to_json(settings), resolved) == {"model.family": "random_forest"}
+
+
 def test_a_missing_column_stops_the_run_with_its_name(workspace, tmp_path, monkeypatch, capsys):
     broken = tmp_path / "broken.parquet"
     pd.read_parquet(small_workspace(workspace).data.source_uri).drop(
@@ -108,7 +130,8 @@ def test_a_missing_column_stops_the_run_with_its_name(workspace, tmp_path, monke
     assert "vibration" in err and "required" in err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "vibration" in summary["error"]
-    assert set(summary["steps"]) == {"ingest", "validate"}  # nothing downstream ran
+    # nothing downstream ran
+    assert set(summary["steps"]) == {"resolve-settings", "fingerprint", "ingest", "validate"}
     assert not (tmp_path / "store" / "models").exists()
 
 
@@ -123,4 +146,4 @@ def test_a_truncated_file_stops_the_run_at_ingestion(workspace, tmp_path, monkey
     assert main(["run", "training", "--out", str(tmp_path / "run")]) == 1
     assert "not a readable Parquet file" in capsys.readouterr().err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert set(summary["steps"]) == {"ingest"}  # nothing downstream ran
+    assert set(summary["steps"]) == {"resolve-settings", "fingerprint", "ingest"}  # and no further

@@ -11,7 +11,7 @@ from esteira.kfp_support import component
 
 @component
 def deploy(config: str, version: int, manifest: Output[Artifact]) -> str:
-    """The InferenceService for the promoted version: applied on a cluster, else written as a manifest."""
+    """The InferenceService for the promoted version: applied on a cluster, else written as a manifest; ``skipped`` when ``kserve.deploy`` is false."""
     import os
     from pathlib import Path
 
@@ -23,8 +23,12 @@ def deploy(config: str, version: int, manifest: Output[Artifact]) -> str:
 
     with guarded("deploy"):
         settings = settings_from_json(config)
-        registry = Registry(open_storage(settings.storage), settings.model.name)
         os.makedirs(manifest.path, exist_ok=True)
+        if not settings.kserve.deploy:
+            manifest.metadata.update({"mode": "skipped", "version": version})
+            print(f"deploy v{version}: skipped (deploy=false)")
+            return "skipped"
+        registry = Registry(open_storage(settings.storage), settings.model.name)
         result = run(settings, registry.get(version), Path(manifest.path))
         manifest.metadata.update({"mode": result.mode, "version": version})
         print(f"deploy v{version}: {result.mode}")

@@ -10,8 +10,12 @@ from esteira.kfp_support import component
 
 
 @component
-def ingest(config: str, dataset: Output[Dataset]) -> str:
-    """Read the configured source (path, http(s), s3://) into Parquet; returns the content hash."""
+def ingest(config: str, dataset: Output[Dataset], content_hash: str = "") -> str:
+    """Read the configured source (path, http(s), s3://) into Parquet; returns the content hash.
+
+    ``content_hash`` (from ``fingerprint``) is part of the task's cache key and is checked
+    against the bytes read: new content at the same URI is never served from cache.
+    """
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
     from esteira.ingest import ingest as run
@@ -19,7 +23,8 @@ def ingest(config: str, dataset: Output[Dataset]) -> str:
 
     with guarded("ingest"):
         settings = settings_from_json(config)
-        result = run(settings.data.source_uri, settings, load_contract(settings.features.repo_path))
+        contract = load_contract(settings.features.repo_path)
+        result = run(settings.data.source_uri, settings, contract, content_hash)
         result.frame.to_parquet(dataset.path, index=False)
         dataset.metadata.update(result.metadata)
         print(

@@ -15,7 +15,7 @@ def validate(config: str, dataset: Input[Dataset], report: Output[Metrics]):
     from components.validate.logic import validate as run
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
-    from esteira.kfp_support import guarded
+    from esteira.kfp_support import guarded, write_json
     from esteira.parquet import read_parquet
 
     with guarded("validate"):
@@ -29,5 +29,7 @@ def validate(config: str, dataset: Input[Dataset], report: Output[Metrics]):
         report.log_metric("violations", len(result.violations))
         for column, ratio in result.null_ratios.items():
             report.log_metric(f"null_ratio.{column}", ratio)
+        # the figures as a file too: a cached result needs its artifact's file to exist
+        write_json(report.path, dict(report.metadata))
         result.raise_for_violations()
         print(f"{result.rows} rows valid against the contract")

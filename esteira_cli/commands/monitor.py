@@ -8,7 +8,8 @@
    brings a new machine model, ``stable`` is the same process later in time;
 2. runs the batch prediction pipeline over it, which fills the prediction log;
 3. runs the monitoring pipeline over the logged predictions of that window (drift, live
-   performance with the period's failures as the late labels, retraining when either fires);
+   performance with the period's failures as the late labels, and when either fires the
+   retraining set and the training pipeline nested in the same run);
 4. writes ``dist/monitor/summary.json`` and copies the drift report to
    ``dist/monitor/drift_report.html``.
 """
@@ -33,7 +34,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("monitor", help="batch-predict a new period, then run monitoring on it")
     p.add_argument("--period", choices=PERIODS, default="drifted", help="default: drifted")
     p.add_argument("--days", type=int, default=30, help="length of the period (default 30)")
-    p.add_argument("--retrain-mode", choices=["local", "cluster", "auto"], default="local")
     p.add_argument("--out", default="dist/monitor", help="where summary.json goes")
     p.set_defaults(handler=handle_monitor)
 
@@ -86,6 +86,7 @@ def summarize_monitoring(batch: Any, monitoring: Any, out_dir: Path) -> dict[str
     drift, drift_artifacts = _outputs(monitoring, "drift-check")
     perf, _ = _outputs(monitoring, "live-performance")
     retrain, _ = _outputs(monitoring, "retrain")
+    retraining = _retraining(monitoring, retrain)
     predicted, _ = _outputs(batch, "batch-predict")
     report = None
     if uri := drift_artifacts.get("report", {}).get("uri"):
@@ -110,8 +111,8 @@ def summarize_monitoring(batch: Any, monitoring: Any, out_dir: Path) -> dict[str
             for k in ("status", "model_version", "rows", "labelled_rows", "metrics", "comparison")
         },
         "retrain_triggered": "retrain" in monitoring.steps,
-        "retrain": {k: v for k, v in retrain.items() if k != "summary"} if retrain else None,
-        "retrained": _retrained(retrain.get("summary") or {}),
+        "retrain": retraining,
+        "retrained": _retrained(monitoring) if retraining else None,
         "drift_report": str(report) if report else None,
         "seconds": monitoring.seconds,
         "steps": monitoring.steps,
@@ -122,9 +123,24 @@ def summarize_monitoring(batch: Any, monitoring: Any, out_dir: Path) -> dict[str
     return summary
 
 
-def _retrained(summary: dict[str, Any]) -> dict[str, Any] | None:
-    if not summary:
+def _retraining(monitoring: Any, retrain: dict[str, Any]) -> dict[str, Any] | None:
+    """The retraining branch: the retraining set and the nested training pipeline's status."""
+    if "retrain" not in monitoring.steps:
         return None
+    trained = "evaluate" in monitoring.outputs and monitoring.status == "ok"
+    return {
+        "mode": "nested",
+        "status": "ok" if trained else "failed",
+        "data_uri": retrain.get("Output"),
+        "run_id": monitoring.run_dir,
+    }
+
+
+def _retrained(monitoring: Any) -> dict[str, Any]:
+    """The nested training run's figures, read like `esteira run`'s summary."""
+    from esteira_cli.training_run import summarize
+
+    summary = summarize(monitoring) | {"status": _retraining(monitoring, {})["status"]}
     return {
         "status": summary.get("status"),
         "metrics": summary.get("metrics"),
@@ -140,7 +156,6 @@ def run_monitor(
     days: int = 30,
     out_dir: str | Path = "dist/monitor",
     root: str | Path = "dist/local_outputs",
-    retrain_mode: str = "local",
 ) -> dict[str, Any]:
     """Generate the period, batch-predict it, monitor it; returns (and writes) the summary."""
     from esteira_cli.local_run import raise_if_failed, run_pipeline, write_summary
@@ -153,15 +168,12 @@ def run_monitor(
     start, end = period_window(settings, days)
     batch = run_pipeline("batch_prediction", settings, {"data_uri": str(data)}, root=root)
     raise_if_failed(batch)
-    batch = batch
     arguments = {
         "labels_uri": str(data),
         "start": start.isoformat(),
         "end": end.isoformat(),
-        "retrain_mode": retrain_mode,
     }
     monitoring = run_pipeline("monitoring", settings, arguments, root=root)
-    monitoring = monitoring
     summary = {"period": period, "window": {"start": start, "end": end}}
     summary |= summarize_monitoring(batch, monitoring, out)
     write_summary(summary, out)
@@ -170,9 +182,7 @@ def run_monitor(
 
 # ---- handlers --------------------------------------------------------------------------------
 def handle_monitor(args: argparse.Namespace, settings: Settings) -> int:
-    summary = run_monitor(
-        settings, args.period, days=args.days, out_dir=args.out, retrain_mode=args.retrain_mode
-    )
+    summary = run_monitor(settings, args.period, days=args.days, out_dir=args.out)
     print(
         f"\n== monitoring ({summary['period']}): {summary['status']} in {summary['seconds']:.0f}s"
     )

@@ -48,6 +48,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         )
         print(f"   {reg['reason']}")
     print(f"   model: {summary['model_uri']}")
+    if summary["cached"]:
+        print(f"   from cache: {', '.join(summary['cached'])}")
     if summary["tasks"]:
         images = sorted({t["image"] for t in summary["tasks"].values()})
         print(f"   containers: {len(summary['tasks'])} tasks in {', '.join(images)}")

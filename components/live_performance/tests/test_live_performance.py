@@ -1,8 +1,9 @@
 """Monitoring under kfp.local on a small fleet, and live performance on hand-built data.
 
 The drifted case runs ``esteira monitor``'s flow (batch prediction pipeline, monitoring
-pipeline) and its retraining branch really runs the training pipeline (kfp.local, in a
-subprocess) on production's data plus the period: a new registry version must appear.
+pipeline) and its retraining branch really runs the training pipeline, nested in the
+monitoring run (kfp.local), on production's data plus the period: a new registry version
+must appear.
 The stable case fills the prediction log in-process and runs the monitoring pipeline
 alone: no drift, no degradation, no retraining.
 """
@@ -10,7 +11,6 @@ alone: no drift, no degradation, no retraining.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ def test_drifted_period_triggers_retraining(trained: Trained, tmp_path: Path) ->
     before = [v.version for v in registry.versions()]
     summary = run_monitor(
         fleet.settings, "drifted", days=PERIOD_DAYS, out_dir=tmp_path / "monitor",
-        root=tmp_path / "runs", retrain_mode="local",
+        root=tmp_path / "runs",
     )  # fmt: skip
 
     assert summary["status"] == "ok", summary.get("error")
@@ -55,11 +55,18 @@ def test_drifted_period_triggers_retraining(trained: Trained, tmp_path: Path) ->
     assert summary["retrain_triggered"] is True
     assert summary["retrain"]["status"] == "ok"
     assert summary["retrained"]["status"] == "ok"
+    # the training pipeline ran inside the monitoring run: its tasks are the run's tasks
+    assert {"retrain", "ingest", "train", "evaluate", "gate", "register", "promote"} <= set(
+        summary["steps"]
+    )
+    assert summary["retrain"]["mode"] == "nested"
+    assert summary["retrained"]["registry"]["version"] == len(before) + 1
     after = [v.version for v in registry.versions()]
     assert len(after) == len(before) + 1  # the training pipeline registered a new version
     new = registry.get(after[-1])
     retrain_data = pd.read_parquet(new.metadata["source_uri"])
     assert len(retrain_data) == len(trained.raw) + len(fleet.period("drifted"))
+    assert new.metadata["source_uri"] == summary["retrain"]["data_uri"]
 
     # the drift task's outputs: Metrics for every feature and an HTML report of each
     outputs = task_outputs(Path(summary["run_dirs"]["monitoring"]))["drift-check"]
@@ -91,7 +98,7 @@ def test_stable_period_does_not_retrain(trained: Trained, tmp_path: Path) -> Non
 
     run = run_pipeline(
         "monitoring", settings,
-        {"labels_uri": str(path), "start": str(new["timestamp"].min()), "retrain_mode": "local"},
+        {"labels_uri": str(path), "start": str(new["timestamp"].min())},
         root=tmp_path / "runs",
     )  # fmt: skip
 
@@ -222,16 +229,3 @@ def test_monitor_without_production_model_says_run_make_run(
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     assert main(["--config", str(config), "monitor", "--out", str(tmp_path / "out")]) == 2
     assert "run `make run` first" in capsys.readouterr().err
-
-
-@pytest.mark.cluster
-@pytest.mark.skipif(
-    os.environ.get("ESTEIRA_TEST_CLUSTER") != "1", reason="needs Kubeflow (ESTEIRA_TEST_CLUSTER=1)"
-)
-def test_retraining_on_a_cluster_submits_a_training_run() -> None:
-    from components.retrain.logic import trigger_retraining
-    from esteira.config import load_settings
-
-    settings = load_settings(os.environ.get("ESTEIRA_CONFIG"))
-    result = trigger_retraining(settings, "cluster")
-    assert result.mode == "cluster" and result.status == "submitted" and result.run_id
