@@ -254,7 +254,8 @@ def client_error_handler(status: int) -> Any:
     from fastapi.responses import JSONResponse
 
     async def handle(request: Any, exc: Exception) -> Any:
-        message = str(exc)
+        # a message may quote the client's text: lone surrogates become escapes, never a 500
+        message = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")
         ERRORS_LOG.info("%d %s %s: %s", status, request.method, request.url.path, message[:300])
         return JSONResponse(status_code=status, content={"error": message})
 

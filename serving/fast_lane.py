@@ -48,12 +48,14 @@ class FastLane:
         await response(scope, receive, send)
 
     async def _predict(self, model_name: str, scope: dict, receive: Any) -> Any:
-        from kserve.errors import ModelNotReady
+        from kserve.errors import InvalidInput, ModelNotReady
         from starlette.responses import Response, StreamingResponse
 
         if not await self.dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name)
         body = await _read_body(receive)
+        if not body:  # KServe reads a CloudEvent (ce-* headers) without data as None: a 500
+            raise InvalidInput('body: is empty; send a JSON object such as {"instances": [...]}')
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         request, attributes = self.dataplane.decode(body=body, headers=headers)
         response, response_headers = await self.dataplane.infer(

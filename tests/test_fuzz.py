@@ -340,3 +340,24 @@ def test_mutations_change_one_place_and_leave_the_original_alone(tmp_path: Path)
         mutate(base, ("instances", 0, "b"), "stringify", None, "k")["instances"][0]["b"] == "[2, 3]"
     )
     assert base == {"instances": [{"a": 1, "b": [2, 3]}], "parameters": {"probabilities": True}}
+
+
+# found by `make fuzz` (12,000 requests) after the interop and lockdown work
+@pytest.mark.parametrize("role", ["predictor", "transformer"])
+def test_a_cloudevent_without_data_is_400(servers: Servers, schema: Schema, role: str):
+    # was 500 "'NoneType' object has no attribute 'decode'": KServe reads the missing data as None
+    ce = {"ce-type": "t", "ce-source": "s", "ce-id": "1", "ce-specversion": "1.0"}
+    response = _post(
+        _v1(servers.by_role(role), schema), b"", {"content-type": "application/json", **ce}
+    )
+    _assert_client_error(response, "body", "empty")
+
+
+def test_a_lone_surrogate_quoted_in_an_error_is_escaped_not_a_500(servers: Servers, schema: Schema):
+    # was 500 (or a reset connection): the 400's message quoted the datatype, which JSON
+    # could not encode
+    body = _transformer_v2(schema)
+    body["inputs"][1]["datatype"] = "\ud800"
+    content = json.dumps(body).encode()  # the escape \ud800 travels as ASCII
+    response = _post(_v2(servers.transformer, schema), content)
+    _assert_client_error(response, "datatype", "\\ud800")
