@@ -180,6 +180,9 @@ def _default_task_resources() -> dict[str, TaskResources]:
 class KFPSettings(_Section):
     host: str = "http://127.0.0.1:8888"
     experiment: str = "esteira"
+    namespace: str = Field(
+        "", description="multi-user Kubeflow: the profile namespace of pipelines and experiments"
+    )
     secret_name: str = Field("esteira-s3", description="Kubernetes Secret with the S3 credentials")
     resources: TaskResources = Field(
         default_factory=TaskResources, description="every task's requests and limits"
