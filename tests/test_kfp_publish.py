@@ -15,17 +15,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from esteira.config import Settings, load_settings
+from esteira.config import ROOT, Settings
 from esteira.errors import ConfigError
+from esteira.kfp_support import IMAGE_ENV
 from esteira.net import free_port
 from esteira_cli.cli import main
 from esteira_cli.kfp_api import (
     cron_6_fields,
+    display_name,
     input_parameters,
+    package_images,
     read_package,
     recurring_run_body,
     schedule_parameters,
 )
+from pipelines import PIPELINES
 from tests.kfp_api_double import KfpApiDouble, type_errors
 
 API = "/apis/v2beta1"
@@ -41,12 +45,29 @@ def test_cron_five_fields_become_kfp_six_fields() -> None:
             cron_6_fields(bad)
 
 
+# what the release workflow sets for `make compile` and `make upload` on tag v0.2.0
+RELEASE_ENV = {"ESTEIRA_IMAGE__REGISTRY": "registry.example/acme", "ESTEIRA_IMAGE__TAG": "0.2.0"}
+
+
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """dist/pipelines/monitoring.yaml as `make compile` writes it (the default settings)."""
+    """dist/pipelines/monitoring.yaml as the release job's `make compile` writes it."""
     out = tmp_path_factory.mktemp("pipelines")
-    assert main(["compile", "monitoring", "--out", str(out)]) == 0
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in RELEASE_ENV.items():
+            env.setenv(key, value)
+        env.delenv(IMAGE_ENV, raising=False)
+        assert main(["compile", "monitoring", "--out", str(out)]) == 0
     return out
+
+
+def test_the_release_yaml_runs_the_version_tagged_image(compiled: Path) -> None:
+    package = read_package(compiled / "monitoring.yaml")
+    assert package_images(package) == {"registry.example/acme/esteira:0.2.0"}
+    assert package.display_name == display_name("monitoring")
+    for name in PIPELINES:  # every pipeline's KFP name, as `esteira schedule` derives it
+        source = (ROOT / "pipelines" / f"{name}.py").read_text()
+        assert f'@dsl.pipeline(name="{display_name(name)}"' in source
 
 
 @pytest.fixture
@@ -54,6 +75,8 @@ def kfp(monkeypatch: pytest.MonkeyPatch) -> Iterator[KfpApiDouble]:
     with KfpApiDouble() as double:
         monkeypatch.setenv("ESTEIRA_KFP__HOST", double.host)
         monkeypatch.setenv("ESTEIRA_KFP__EXPERIMENT", "fleet-monitoring")
+        for key, value in RELEASE_ENV.items():
+            monkeypatch.setenv(key, value)
         monkeypatch.setenv("HOME", os.environ.get("HOME", "/root"))  # kfp reads its context
         yield double
         assert double.state.errors == []
@@ -120,7 +143,7 @@ def test_upload_refuses_a_package_compiled_for_another_image(
     code, _, err = _run(
         capsys, "upload", "monitoring", "--version", "9.9.9", "--dir", str(compiled)
     )
-    assert code == 2 and "compiled for image ghcr.io/esteira/esteira:0.1.0" in err
+    assert code == 2 and "compiled for image registry.example/acme/esteira:0.2.0" in err
     assert "esteira:9.9.9" in err and kfp.state.requests == []
 
 
@@ -261,6 +284,8 @@ def test_unreachable_host_is_one_line_naming_kfp_host(
 ) -> None:
     host = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("ESTEIRA_KFP__HOST", host)
+    for key, value in RELEASE_ENV.items():
+        monkeypatch.setenv(key, value)
     if argv[0] == "upload":
         argv = [*argv, "monitoring", "--dir", str(compiled)]
     start = time.monotonic()
@@ -274,15 +299,21 @@ def test_unreachable_host_is_one_line_naming_kfp_host(
 @pytest.mark.skipif(
     os.environ.get("ESTEIRA_TEST_CLUSTER") != "1", reason="set ESTEIRA_TEST_CLUSTER=1"
 )
-def test_upload_and_schedule_on_a_cluster(compiled: Path, capsys) -> None:
-    """Against kfp.host (config/env): a throwaway version and schedule, deleted after."""
-    settings = load_settings(os.environ.get("ESTEIRA_CONFIG_FILE"))
+def test_upload_and_schedule_on_a_cluster(
+    compiled: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Against kfp.host (ESTEIRA_KFP__HOST, credentials as in README): a throwaway version
+    (left there: KFP keeps versions) and a recurring run, deleted at the end."""
+    for key, value in RELEASE_ENV.items():
+        monkeypatch.setenv(key, value)
     version = f"test-{int(time.time())}"
     name = f"esteira-test-{version}"
-    assert main(["upload", "monitoring", "--version", version, "--dir", str(compiled)]) == 0
-    assert main(["upload", "monitoring", "--version", version, "--dir", str(compiled)]) == 0
+    upload = ["upload", "monitoring", "--version", version, "--dir", str(compiled)]
+    assert main(upload) == 0
+    assert main(upload) == 0  # the same content again: no change
+    assert "already there" in capsys.readouterr().out
     argv = ["schedule", "monitoring", "--cron", "0 6 * * *", "--version", version]
-    assert main([*argv, "--name", name, "--param", f"labels_uri={settings.data.source_uri}"]) == 0
+    assert main([*argv, "--name", name]) == 0
     try:
         assert main(["schedule", "--list"]) == 0
         assert name in capsys.readouterr().out
