@@ -395,14 +395,32 @@ def connect(settings: Settings) -> Any:
     """A ``kfp.Client`` for ``kfp.host``, after a bounded probe (one line naming kfp.host when
     nothing answers), with the token or cookies from the environment."""
     from esteira.kfp_sdk import import_kfp
-    from esteira_cli.submit import check_kfp_reachable
+    from esteira_cli.submit import HEALTHZ_PATH, check_kfp_reachable
 
-    check_kfp_reachable(settings.kfp.host)
+    host = settings.kfp.host
+    token = os.environ.get(TOKEN_ENV) or None
+    cookies = os.environ.get(COOKIES_ENV) or None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if cookies:
+        headers["Cookie"] = cookies
+    # kfp.Client asks healthz too, but retries a refusal 5 times, 5 s apart, with tracebacks
+    answer = check_kfp_reachable(host, headers=headers)
+    if answer.status_code in (401, 403) or answer.is_redirect:
+        raise EsteiraError(
+            "kfp.host",
+            f"Kubeflow Pipelines at {host} wants credentials (HTTP {answer.status_code} "
+            f"{'without' if not headers else 'with'} a token or cookies)",
+            f"set {TOKEN_ENV} (a bearer token) or {COOKIES_ENV} (e.g. authservice_session=...)",
+        )
+    if answer.status_code != 200:
+        raise EsteiraError(
+            "kfp.host",
+            f"{host} answered HTTP {answer.status_code} at {HEALTHZ_PATH}",
+            "set kfp.host to the KFP API's base URL, e.g. https://kubeflow.example.com/pipeline",
+        )
     import_kfp()
     import kfp
 
-    token = os.environ.get(TOKEN_ENV) or None
-    cookies = os.environ.get(COOKIES_ENV) or None
     kwargs: dict[str, Any] = {
         "host": settings.kfp.host,
         "existing_token": token,
@@ -417,7 +435,7 @@ def connect(settings: Settings) -> Any:
     except Exception as exc:
         raise EsteiraError(
             "kfp.host",
-            f"Kubeflow Pipelines at {settings.kfp.host} did not accept the client "
+            f"Kubeflow Pipelines at {host} did not accept the client "
             f"({type(exc).__name__}: {_api_message(exc)})",
             "check kfp.host and the credentials (ESTEIRA_KFP_TOKEN or ESTEIRA_KFP_COOKIES)",
         ) from None
@@ -552,6 +570,13 @@ def schedule_pipeline(
             )
     stored = kfp_api.get_version(pipeline.pipeline_id, found.pipeline_version_id)
     params = schedule_parameters(settings, input_parameters(stored.pipeline_spec or {}), overrides)
+    for key, value in params.items():
+        if key.endswith("_uri") and value and "://" not in str(value):
+            raise ConfigError(
+                f"--param {key}",
+                f"{value!r} is a local path, which the cluster's tasks cannot read",
+                "set data.source_uri (or --param) to an s3:// or https:// URI",
+            )
     experiment_id = kfp_api.experiment_id(settings.kfp.experiment)
     body = recurring_run_body(
         name=name,

@@ -51,8 +51,13 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def check_kfp_reachable(host: str, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
-    """Raise an EsteiraError naming ``kfp.host`` unless the KFP API answers within ``timeout``."""
+def check_kfp_reachable(
+    host: str,
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """Raise an EsteiraError naming ``kfp.host`` unless the KFP API answers within ``timeout``;
+    returns the healthz response (``headers``: e.g. the credentials to send)."""
     import requests
 
     parsed = urllib.parse.urlparse(host)
@@ -63,7 +68,12 @@ def check_kfp_reachable(host: str, timeout: tuple[float, float] = DEFAULT_TIMEOU
             "set kfp.host (or ESTEIRA_KFP__HOST) to e.g. http://127.0.0.1:8888",
         )
     try:
-        requests.get(host.rstrip("/") + HEALTHZ_PATH, timeout=timeout, allow_redirects=False)
+        return requests.get(
+            host.rstrip("/") + HEALTHZ_PATH,
+            timeout=timeout,
+            allow_redirects=False,
+            headers=headers or {},
+        )
     except requests.RequestException as exc:
         raise EsteiraError(
             "kfp.host",

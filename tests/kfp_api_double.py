@@ -83,6 +83,8 @@ class KfpState:
     requests: list[Recorded] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     ids: Any = field(default_factory=lambda: itertools.count(1))
+    token: str = ""  # when set, a request without `Authorization: Bearer <token>` gets 401
+    cookie: str = ""  # ... or, when set, without this Cookie header
 
     def new_id(self, kind: str) -> str:
         return f"{kind}-{next(self.ids)}"
@@ -156,8 +158,13 @@ class _Handler(BaseHTTPRequestHandler):
         path, query, raw = self._parse()
         s = self.state
         rec = Recorded(method, path, query)
-        s.requests.append(rec)
         api = "/apis/v2beta1"
+        authorized = (not s.token or self.headers.get("Authorization") == f"Bearer {s.token}") and (
+            not s.cookie or self.headers.get("Cookie") == s.cookie
+        )
+        if not authorized:
+            return self._reply(401, {"code": 16, "message": "Unauthenticated"})
+        s.requests.append(rec)
         if path == f"{api}/healthz":
             return self._reply(200, {"multi_user": False}, "V2beta1GetHealthzResponse")
         if path == f"{api}/pipelines" and method == "GET":

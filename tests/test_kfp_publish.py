@@ -223,6 +223,10 @@ def test_schedule_parameters_are_checked_against_the_uploaded_types(
     assert kfp.state.sent("POST", f"{API}/recurringruns") == []
     code, _, err = _run(capsys, "schedule", "monitoring", "--cron", "6 * *")
     assert code == 2 and "--cron" in err
+    # the default data.source_uri is a path on this machine: no cluster can read it
+    code, _, err = _run(capsys, "schedule", "monitoring", "--cron", "0 6 * * *")
+    assert code == 2 and "labels_uri: 'data/fleet.parquet' is a local path" in err
+    assert kfp.state.sent("POST", f"{API}/recurringruns") == []
 
 
 def test_the_uploaded_monitoring_version_has_the_manual_runs_typed_parameters(
@@ -259,6 +263,24 @@ def test_the_uploaded_monitoring_version_has_the_manual_runs_typed_parameters(
     assert "retrain-decision-Output'] == true" in branch["triggerPolicy"]["condition"]
     nested = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"]
     assert nested["esteira-training"]["componentRef"]["name"] == "comp-esteira-training"
+
+
+def test_credentials_come_from_the_environment(
+    kfp: KfpApiDouble, compiled: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    kfp.state.token, kfp.state.cookie = "t0k3n", "authservice_session=abc"
+    start = time.monotonic()
+    code, _, err = _run(capsys, "schedule", "--list")
+    assert code == 2 and time.monotonic() - start < 5 and err.count("\n") == 1
+    assert err.startswith("error: kfp.host:") and "wants credentials (HTTP 401" in err
+    assert "ESTEIRA_KFP_TOKEN" in err and "Traceback" not in err
+    monkeypatch.setenv("ESTEIRA_KFP_TOKEN", "t0k3n")
+    monkeypatch.setenv("ESTEIRA_KFP_COOKIES", "authservice_session=abc")
+    code, out, err = _run(capsys, "schedule", "--list")
+    assert code == 0, err
+    assert "no recurring runs in experiment fleet-monitoring" in out
+    # only requests that carried both reached the API (the double answers 401 otherwise)
+    assert len(kfp.state.sent("GET", f"{API}/recurringruns")) == 1
 
 
 def test_request_bodies_fit_kfps_api_types() -> None:
