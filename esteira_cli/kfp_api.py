@@ -324,8 +324,8 @@ class KfpApi:
         )
 
     # experiments and recurring runs
-    def experiment_id(self, name: str) -> str:
-        """The experiment's id, created when missing."""
+    def experiment_id(self, name: str, create: bool = True) -> str | None:
+        """The experiment's id; a missing one is created (``create``), else None."""
         import kfp_server_api as api
 
         exp_api = self.client._experiment_api
@@ -338,6 +338,8 @@ class KfpApi:
         )
         if found.experiments:
             return found.experiments[0].experiment_id
+        if not create:
+            return None
         body = api.V2beta1Experiment(display_name=name, namespace=self.namespace or None)
         created = self._call(
             f"create experiment {name}", exp_api.experiment_service_create_experiment, body
@@ -347,7 +349,7 @@ class KfpApi:
     def recurring_runs(self, experiment_id: str, name: str | None = None) -> Iterator[Any]:
         rr_api = self.client._recurring_run_api
         token = ""
-        while True:
+        for _ in range(1000):  # pages of 100; bounded whatever the server answers
             kwargs: dict[str, Any] = {"experiment_id": experiment_id, "page_size": 100}
             if name is not None:
                 kwargs["filter"] = name_filter(name)
@@ -578,6 +580,7 @@ def schedule_pipeline(
                 "set data.source_uri (or --param) to an s3:// or https:// URI",
             )
     experiment_id = kfp_api.experiment_id(settings.kfp.experiment)
+    assert experiment_id is not None  # created when missing
     body = recurring_run_body(
         name=name,
         experiment_id=experiment_id,
@@ -602,8 +605,9 @@ def schedule_pipeline(
 
 
 def delete_schedule(kfp_api: KfpApi, settings: Settings, name: str) -> int:
-    experiment_id = kfp_api.experiment_id(settings.kfp.experiment)
-    found = [r for r in kfp_api.recurring_runs(experiment_id, name) if r.display_name == name]
+    experiment_id = kfp_api.experiment_id(settings.kfp.experiment, create=False)
+    runs = kfp_api.recurring_runs(experiment_id, name) if experiment_id else []
+    found = [r for r in runs if r.display_name == name]
     if not found:
         raise EsteiraError(
             "--delete",
@@ -616,9 +620,9 @@ def delete_schedule(kfp_api: KfpApi, settings: Settings, name: str) -> int:
 
 
 def list_schedules(kfp_api: KfpApi, settings: Settings) -> list[dict[str, Any]]:
-    experiment_id = kfp_api.experiment_id(settings.kfp.experiment)
+    experiment_id = kfp_api.experiment_id(settings.kfp.experiment, create=False)
     rows = []
-    for run in kfp_api.recurring_runs(experiment_id):
+    for run in kfp_api.recurring_runs(experiment_id) if experiment_id else []:
         cron = run.trigger.cron_schedule.cron if run.trigger and run.trigger.cron_schedule else ""
         ref = run.pipeline_version_reference
         rows.append(

@@ -280,7 +280,8 @@ def test_credentials_come_from_the_environment(
     assert code == 0, err
     assert "no recurring runs in experiment fleet-monitoring" in out
     # only requests that carried both reached the API (the double answers 401 otherwise)
-    assert len(kfp.state.sent("GET", f"{API}/recurringruns")) == 1
+    assert len(kfp.state.sent("GET", f"{API}/experiments")) == 1
+    assert kfp.state.sent("POST", f"{API}/experiments") == []  # listing creates nothing
 
 
 def test_request_bodies_fit_kfps_api_types() -> None:
