@@ -136,6 +136,16 @@ def created_id(state, display_name: str) -> str:
     return pid
 
 
+def test_upload_without_names_takes_every_pipeline_and_checks_all_first(
+    kfp: KfpApiDouble, compiled: Path, capsys
+) -> None:
+    # only monitoring.yaml is there: `esteira upload --version V` wants all three, and
+    # sends nothing until every package is read and checked
+    code, _, err = _run(capsys, "upload", "--version", "0.2.0", "--dir", str(compiled))
+    assert code == 2 and f"{compiled / 'training.yaml'}: no compiled pipeline there" in err
+    assert "make compile" in err and kfp.state.requests == []
+
+
 def test_upload_refuses_a_package_compiled_for_another_image(
     kfp: KfpApiDouble, compiled: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
