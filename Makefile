@@ -26,9 +26,11 @@ help: ## list targets
 	@$(UV) sync --frozen --quiet --compile-bytecode
 	@touch $@
 
+# apt as root, else through passwordless sudo (a GitHub Actions runner)
+APT := $(shell [ "$$(id -u)" = 0 ] || echo "sudo -n") env DEBIAN_FRONTEND=noninteractive apt-get
 deps: ## Debian packages the tests use (redis-server), installed when missing
 	@command -v redis-server >/dev/null 2>&1 || { echo "== installing redis-server"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	  ($(APT) update -qq && $(APT) install -y -qq redis-server >/dev/null) \
 	  || echo "warning: could not install redis-server; Redis tests will be skipped"; }
 
 setup: .venv/.synced ## create .venv from the lock
