@@ -49,11 +49,21 @@ def train(
             "training_rows": len(result.train),
             "holdout_rows": len(result.holdout),
         }
+        if result.threshold is not None:  # chosen on the training window, never the hold-out
+            info["decision_threshold"] = result.threshold.decision_threshold
+            info["threshold_policy"] = result.threshold.policy
+            info["threshold_choice"] = result.threshold.as_dict()
         write_json(os.path.join(model.path, "training.json"), info)
+        keys = ("family", "task", "decision_threshold")
         model.metadata.update(
-            {"framework": "scikit-learn", **{k: info[k] for k in ("family", "task")}}
+            {"framework": "scikit-learn", **{k: info[k] for k in keys if k in info}}
         )
+        if result.threshold is not None:
+            model.metadata["threshold_policy"] = result.threshold.policy
         result.holdout.to_parquet(holdout.path, index=False)
         print(
             f"trained {settings.model.family} on {len(result.train)} rows; hold-out {len(result.holdout)} rows"
         )
+        if result.threshold is not None:
+            t = result.threshold
+            print(f"decision_threshold {t.decision_threshold:.4f} ({t.policy}; {t.chosen_on})")
