@@ -215,10 +215,10 @@ def svg_curve(
     y_title: str = "",
     diagonal: bool = True,
     size: int = 300,
-    marks: Sequence[tuple[float, float, str]] = (),
+    marks: Sequence[tuple[float, float, str, str]] = (),
 ) -> str:
     """A square line chart on the unit square (ROC-style), with an optional chance diagonal
-    and marked points ``(x, y, label)`` (a dot, its label beside it and in its tooltip)."""
+    and marked points ``(x, y, short label beside the dot, tooltip)``."""
     svg_width, svg_height = size + _MARGIN["left"] + _MARGIN["right"], size + 60
     left, top = _MARGIN["left"], 12
     right, bottom = left + size, 12 + size
@@ -237,14 +237,14 @@ def svg_curve(
         f'<polyline points="{points}" fill="none" stroke="{REFERENCE_COLOR}" stroke-width="2"/>'
         f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" stroke="#888"/>'
     )
-    for mx, my, text in marks:
+    for mx, my, text, tip in marks:
         cx, cy = left + mx * width, bottom - my * height
         anchor, dx = ("end", -9) if mx > 0.6 else ("start", 9)
         parts.append(
-            f'<g class="mark"><title>{_esc(text)}</title>'
+            f'<g class="mark"><title>{_esc(tip)}</title>'
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5.5" fill="{CURRENT_COLOR}" '
             f'stroke="#222" stroke-width="1"/><text x="{cx + dx:.1f}" y="{cy - 8:.1f}" '
-            f'font-size="11" text-anchor="{anchor}">{_esc(text)}</text></g>'
+            f'font-size="11" font-weight="600" text-anchor="{anchor}">{_esc(text)}</text></g>'
         )
     for f in (0.0, 0.5, 1.0):
         parts.append(
@@ -365,7 +365,7 @@ def render_drift_html(report: DriftReport, title: str) -> str:
 
 
 # metrics that are counts: printed as integers (29,123, never 2.91e+04)
-COUNT_METRICS = {"rows", "positives", "labelled_rows", "training_rows", "holdout_rows"}
+COUNT_METRICS = {"rows", "positives", "labelled_rows", "training_rows", "holdout_rows", "count"}
 
 
 def _fmt_metric(name: str, value: Any) -> str:
@@ -388,7 +388,9 @@ def _confusion_table(confusion: Sequence[Sequence[Any]], heading: str = "Confusi
     size = len(confusion)
     head = "".join(f"<th>predicted {i}</th>" for i in range(size))
     rows = "".join(
-        f"<tr><th>actual {i}</th>" + "".join(f"<td class=num>{_esc(v)}</td>" for v in row) + "</tr>"
+        f"<tr><th>actual {i}</th>"
+        + "".join(f"<td class=num>{_esc(_fmt_metric('count', v))}</td>" for v in row)
+        + "</tr>"
         for i, row in enumerate(confusion)
     )
     return (
@@ -426,16 +428,18 @@ def _pr_chart(pr: Mapping[str, Any], threshold: Mapping[str, Any] | None, ap: An
         ) from None
     if len(precision) != len(recall) or not precision:
         raise DataError("pr", "`precision` and `recall` must be non-empty and equally long", "")
-    marks = []
+    marks, caption = [], ""
     if threshold is not None:
         chosen = threshold["chosen"]
-        marks.append(
-            (
-                float(chosen["recall"]),
-                float(chosen["precision"]),
-                f"decision_threshold {_fmt(float(threshold['decision_threshold']), 3)}: "
-                f"precision {chosen['precision']:.3f}, recall {chosen['recall']:.3f}",
-            )
+        value = _fmt(float(threshold["decision_threshold"]), 3)
+        text = (
+            f"decision_threshold {value}: precision {chosen['precision']:.3f}, "
+            f"recall {chosen['recall']:.3f}"
+        )
+        marks.append((float(chosen["recall"]), float(chosen["precision"]), value, text))
+        caption = (
+            f'<p class="meta"><span style="color:{CURRENT_COLOR}">●</span> the chosen point: '
+            f"{_esc(text)}</p>"
         )
     heading = "Precision-recall curve" + (
         f" (average precision {_esc(_fmt(float(ap)))})" if ap is not None else ""
@@ -449,7 +453,7 @@ def _pr_chart(pr: Mapping[str, Any], threshold: Mapping[str, Any] | None, ap: An
         diagonal=False,
         marks=marks,
     )
-    return f'<section class="pr" id="pr"><h2>{heading}</h2>{chart}</section>'
+    return f'<section class="pr" id="pr"><h2>{heading}</h2>{caption}{chart}</section>'
 
 
 def _threshold_section(view: Mapping[str, Any]) -> str:
