@@ -104,6 +104,9 @@ def summarize(run: LocalRun) -> dict[str, Any]:
             "winner": decision.get("winner"),
             "reason": decision.get("reason"),
         }
+        for key in ("challenger_expected_cost", "champion_expected_cost"):  # policy min_cost
+            if key in decision:
+                summary["registry"][key] = decision[key]
         summary["deploy"] = {
             "mode": param("deploy", "Output"),
             **artifact_meta("deploy", "manifest"),
