@@ -38,21 +38,7 @@ def train(
         )
         os.makedirs(model.path, exist_ok=True)
         Path(model.path, "model.joblib").write_bytes(dump_model(result.model))
-        info = {
-            "feature_names": result.feature_names,
-            "categorical": result.categorical,
-            "label": contract.label.name,
-            "task": settings.model.task,
-            "family": settings.model.family,
-            "parameters": result.parameters,
-            "split_time": result.split_time,
-            "training_rows": len(result.train),
-            "holdout_rows": len(result.holdout),
-        }
-        if result.threshold is not None:  # chosen on the training window, never the hold-out
-            info["decision_threshold"] = result.threshold.decision_threshold
-            info["threshold_policy"] = result.threshold.policy
-            info["threshold_choice"] = result.threshold.as_dict()
+        info = result.info(contract.label.name, settings.model)
         write_json(os.path.join(model.path, "training.json"), info)
         keys = ("family", "task", "decision_threshold")
         model.metadata.update(

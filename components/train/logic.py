@@ -36,6 +36,25 @@ class TrainResult:
     split_time: str
     threshold: ThresholdChoice | None = None  # classification only
 
+    def info(self, label: str, cfg: ModelSettings) -> dict[str, Any]:
+        """``training.json``: what evaluate and register read beside the model."""
+        info: dict[str, Any] = {
+            "feature_names": self.feature_names,
+            "categorical": self.categorical,
+            "label": label,
+            "task": cfg.task,
+            "family": cfg.family,
+            "parameters": self.parameters,
+            "split_time": self.split_time,
+            "training_rows": len(self.train),
+            "holdout_rows": len(self.holdout),
+        }
+        if self.threshold is not None:  # chosen on the training window, never the hold-out
+            info["decision_threshold"] = self.threshold.decision_threshold
+            info["threshold_policy"] = self.threshold.policy
+            info["threshold_choice"] = self.threshold.as_dict()
+        return info
+
 
 def make_estimator(cfg: ModelSettings) -> Any:
     cls = estimator_class(cfg.task, cfg.family)
