@@ -21,6 +21,7 @@ CONTRACT = load_contract("feature_repo")
 
 
 FAST = {"max_iter": 40}  # the default family, kept small: these tests check behaviour, not quality
+FIXED = {"policy": "fixed"}  # no second fit for the threshold where it is not the point
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,9 @@ def test_time_split_never_trains_on_the_future():
 def test_each_family_learns_the_signal(training_frame, family):
     frame, features = training_frame
     cfg = ModelSettings(
-        family=family, hyperparameters={"n_estimators": 40} if family == "random_forest" else {}
+        family=family,
+        hyperparameters={"n_estimators": 40} if family == "random_forest" else {},
+        threshold=FIXED,
     )
     result = train_model(frame, features, "fails_24h", cfg, purge_hours=24)
     assert result.categorical == ["model"]
@@ -71,7 +74,7 @@ def test_each_family_learns_the_signal(training_frame, family):
 
 def test_training_is_reproducible(training_frame):
     frame, features = training_frame
-    cfg = ModelSettings(hyperparameters=FAST)
+    cfg = ModelSettings(hyperparameters=FAST, threshold=FIXED)
     a = train_model(frame, features, "fails_24h", cfg).model.predict_proba(frame[features].head(50))
     b = train_model(frame, features, "fails_24h", cfg).model.predict_proba(frame[features].head(50))
     np.testing.assert_array_equal(a, b)
