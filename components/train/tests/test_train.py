@@ -74,10 +74,15 @@ def test_each_family_learns_the_signal(training_frame, family):
 
 def test_training_is_reproducible(training_frame):
     frame, features = training_frame
-    cfg = ModelSettings(hyperparameters=FAST, threshold=FIXED)
-    a = train_model(frame, features, "fails_24h", cfg).model.predict_proba(frame[features].head(50))
+    cfg = ModelSettings(
+        hyperparameters=FAST, threshold={"policy": "fixed", "decision_threshold": 0.3}
+    )
+    first = train_model(frame, features, "fails_24h", cfg)
+    a = first.model.predict_proba(frame[features].head(50))
     b = train_model(frame, features, "fails_24h", cfg).model.predict_proba(frame[features].head(50))
     np.testing.assert_array_equal(a, b)
+    # policy fixed: the configured threshold, no validation slice
+    assert first.threshold.decision_threshold == 0.3 and first.threshold.validation is None
 
 
 def test_model_holds_only_allowlisted_classes(trained):
@@ -182,12 +187,3 @@ def test_the_chosen_point_agrees_with_sklearn(training_frame, trained):
     assert ev.metrics["expected_cost"] == pytest.approx(
         1000 * (20 * chosen["fn"] + chosen["fp"]) / len(y)
     )
-
-
-def test_fixed_policy_keeps_the_configured_threshold(training_frame):
-    frame, features = training_frame
-    cfg = ModelSettings(
-        hyperparameters=FAST, threshold={"policy": "fixed", "decision_threshold": 0.3}
-    )
-    result = train_model(frame, features, "fails_24h", cfg, purge_hours=24)
-    assert result.threshold.decision_threshold == 0.3 and result.threshold.validation is None
