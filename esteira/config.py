@@ -82,6 +82,38 @@ class FeatureSettings(_Section):
 ModelFamily = Literal["gradient_boosting", "random_forest", "logistic_regression"]
 
 
+# ---- the alert threshold (issue 19) ---------------------------------------------------------
+ThresholdPolicy = Literal["fixed", "max_f_beta", "min_cost", "precision_at_least"]
+
+
+class ThresholdSettings(_Section):
+    """How a classifier's ``decision_threshold`` is chosen (``esteira/thresholds.py``).
+
+    The class is ``probability >= decision_threshold``. Except for ``fixed``, the threshold
+    is chosen on predictions the model did not train on: a time-ordered validation slice
+    at the end of the training window (``validation_fraction`` of it), never the hold-out.
+    One flat section, so a use case's config or a run's ``config`` can change one key.
+    """
+
+    policy: ThresholdPolicy = Field(
+        "min_cost",
+        description="fixed: `decision_threshold`; max_f_beta: best F-beta (`beta`); min_cost: "
+        "lowest expected cost (`fn_cost`, `fp_cost`); precision_at_least: best recall with "
+        "precision >= `min_precision`",
+    )
+    decision_threshold: float = Field(0.5, gt=0, lt=1, description="policy fixed: the value")
+    beta: float = Field(1.0, gt=0, le=100, description="policy max_f_beta: recall weighs beta x")
+    # predictive maintenance: a missed failure costs 20 inspections (a false alarm is one)
+    fn_cost: float = Field(20.0, gt=0, description="cost of a missed positive (false negative)")
+    fp_cost: float = Field(1.0, gt=0, description="cost of a false alarm (false positive)")
+    min_precision: float = Field(
+        0.5, gt=0, le=1, description="policy precision_at_least: the precision floor"
+    )
+    validation_fraction: float = Field(
+        0.2, gt=0, lt=0.9, description="share of the training window the threshold is chosen on"
+    )
+
+
 class ModelSettings(_Section):
     name: str = Field("machine-failure", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     task: Literal["classification", "regression"] = "classification"
@@ -89,7 +121,10 @@ class ModelSettings(_Section):
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     random_state: int = 42
     test_fraction: float = Field(0.2, gt=0, lt=0.9)
-    decision_threshold: float = Field(0.5, gt=0, lt=1)
+    threshold: ThresholdSettings = Field(
+        default_factory=ThresholdSettings,
+        description="how the classifier's decision_threshold is chosen",
+    )
 
     @model_validator(mode="after")
     def _hyperparameters_fit_the_family(self) -> ModelSettings:
@@ -252,6 +287,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unknown metric(s) {sorted(unknown)}; allowed: {sorted(KNOWN_METRICS)}"
             )
+        if gate.compare_metric == "expected_cost" and gate.direction != "minimize":
+            raise ValueError(
+                "compare_metric expected_cost is lower-is-better: set direction minimize"
+            )
         return gate
 
     @classmethod
@@ -287,6 +326,9 @@ KNOWN_METRICS = {
     "rmse": "minimize",
     "mae": "minimize",
     "r2": "maximize",
+    # classification: fn_cost x missed + fp_cost x false alarms per 1,000 hold-out rows
+    # at the model's decision_threshold (model.threshold's costs)
+    "expected_cost": "minimize",
 }
 
 
@@ -308,6 +350,10 @@ def _known_keys(loc: tuple) -> list[str]:
 
 def _unknown_key_fix(loc: tuple) -> str:
     parent = ".".join(str(p) for p in loc[:-1])
+    if tuple(loc) == ("model", "decision_threshold"):  # moved into model.threshold (issue 19)
+        return (
+            "it moved: set `model.threshold.policy: fixed` and `model.threshold.decision_threshold`"
+        )
     known = _known_keys(loc)
     close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
     if close:

@@ -210,6 +210,9 @@ def _transformer(settings: Settings, version: ModelVersion) -> Any:
         from kubernetes.client import V1EnvVar
 
         container.env = [V1EnvVar(name="ESTEIRA_KSERVE__RUNTIME", value=STOCK_RUNTIME)]
+        # the stock server answers probabilities: the transformer cuts at the version's threshold
+        threshold = version.metadata.get("decision_threshold", 0.5)
+        container.args.append(f"--decision_threshold={float(threshold)!r}")
     return V1beta1TransformerSpec(
         containers=[container],
         service_account_name=ks.service_account,

@@ -33,7 +33,7 @@ h1{font-size:1.5rem;margin-bottom:.5rem}h2{font-size:1.1rem;margin:0 0 .3rem}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
 th,td{border-bottom:1px solid #ddd;padding:.3rem .7rem;text-align:left}
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.drifted td{background:#fff3f2}
+tr.drifted td{background:#fff3f2}tr.chosen td{background:#fff4e5;font-weight:600}
 .sev-significant{color:#b42318;font-weight:600}.sev-moderate{color:#b54708}
 section.feature{border:1px solid #ddd;border-radius:6px;padding:.8rem 1rem;margin:1rem 0}
 .badge{font-size:.75rem;padding:.1rem .45rem;border-radius:4px;margin-left:.4rem;
@@ -215,8 +215,10 @@ def svg_curve(
     y_title: str = "",
     diagonal: bool = True,
     size: int = 300,
+    marks: Sequence[tuple[float, float, str, str]] = (),
 ) -> str:
-    """A square line chart on the unit square (ROC-style), with an optional chance diagonal."""
+    """A square line chart on the unit square (ROC-style), with an optional chance diagonal
+    and marked points ``(x, y, short label beside the dot, tooltip)``."""
     svg_width, svg_height = size + _MARGIN["left"] + _MARGIN["right"], size + 60
     left, top = _MARGIN["left"], 12
     right, bottom = left + size, 12 + size
@@ -235,6 +237,15 @@ def svg_curve(
         f'<polyline points="{points}" fill="none" stroke="{REFERENCE_COLOR}" stroke-width="2"/>'
         f'<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" stroke="#888"/>'
     )
+    for mx, my, text, tip in marks:
+        cx, cy = left + mx * width, bottom - my * height
+        anchor, dx = ("end", -9) if mx > 0.6 else ("start", 9)
+        parts.append(
+            f'<g class="mark"><title>{_esc(tip)}</title>'
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5.5" fill="{CURRENT_COLOR}" '
+            f'stroke="#222" stroke-width="1"/><text x="{cx + dx:.1f}" y="{cy - 8:.1f}" '
+            f'font-size="11" font-weight="600" text-anchor="{anchor}">{_esc(text)}</text></g>'
+        )
     for f in (0.0, 0.5, 1.0):
         parts.append(
             f'<text x="{left + f * width:.1f}" y="{bottom + 14}" font-size="10" '
@@ -353,25 +364,37 @@ def render_drift_html(report: DriftReport, title: str) -> str:
     return _page(title, body)
 
 
+# metrics that are counts: printed as integers (29,123, never 2.91e+04)
+COUNT_METRICS = {"rows", "positives", "labelled_rows", "training_rows", "holdout_rows", "count"}
+
+
+def _fmt_metric(name: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int) or (name in COUNT_METRICS and float(value).is_integer()):
+        return f"{int(value):,}"
+    return _fmt(float(value))
+
+
 def _metrics_table(metrics: Mapping[str, Any]) -> str:
     rows = "".join(
-        f"<tr><td>{_esc(k)}</td><td class=num>"
-        f"{_esc(_fmt(float(v)) if isinstance(v, int | float) and not isinstance(v, bool) else v)}"
-        "</td></tr>"
+        f"<tr><td>{_esc(k)}</td><td class=num>{_esc(_fmt_metric(k, v))}</td></tr>"
         for k, v in metrics.items()
     )
     return f'<table class="metrics"><thead><tr><th>metric</th><th>value</th></tr></thead><tbody>{rows}</tbody></table>'
 
 
-def _confusion_table(confusion: Sequence[Sequence[Any]]) -> str:
+def _confusion_table(confusion: Sequence[Sequence[Any]], heading: str = "Confusion matrix") -> str:
     size = len(confusion)
     head = "".join(f"<th>predicted {i}</th>" for i in range(size))
     rows = "".join(
-        f"<tr><th>actual {i}</th>" + "".join(f"<td class=num>{_esc(v)}</td>" for v in row) + "</tr>"
+        f"<tr><th>actual {i}</th>"
+        + "".join(f"<td class=num>{_esc(_fmt_metric('count', v))}</td>" for v in row)
+        + "</tr>"
         for i, row in enumerate(confusion)
     )
     return (
-        f'<h2>Confusion matrix</h2><table class="confusion"><thead><tr><th></th>{head}</tr>'
+        f'<h2>{_esc(heading)}</h2><table class="confusion"><thead><tr><th></th>{head}</tr>'
         f"</thead><tbody>{rows}</tbody></table>"
     )
 
@@ -395,21 +418,113 @@ def _roc_chart(roc: Mapping[str, Any], auc: Any) -> str:
     return f'<section class="roc" id="roc"><h2>{heading}</h2>{chart}</section>'
 
 
+def _pr_chart(pr: Mapping[str, Any], threshold: Mapping[str, Any] | None, ap: Any) -> str:
+    try:
+        precision = [float(v) for v in pr["precision"]]
+        recall = [float(v) for v in pr["recall"]]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(
+            "pr", "needs numeric lists `precision` and `recall`", "pass the pr_curve output"
+        ) from None
+    if len(precision) != len(recall) or not precision:
+        raise DataError("pr", "`precision` and `recall` must be non-empty and equally long", "")
+    marks, caption = [], ""
+    if threshold is not None:
+        chosen = threshold["chosen"]
+        value = _fmt(float(threshold["decision_threshold"]), 3)
+        text = (
+            f"decision_threshold {value}: precision {chosen['precision']:.3f}, "
+            f"recall {chosen['recall']:.3f}"
+        )
+        marks.append((float(chosen["recall"]), float(chosen["precision"]), value, text))
+        caption = (
+            f'<p class="meta"><span style="color:{CURRENT_COLOR}">●</span> the chosen point: '
+            f"{_esc(text)}</p>"
+        )
+    heading = "Precision-recall curve" + (
+        f" (average precision {_esc(_fmt(float(ap)))})" if ap is not None else ""
+    )
+    chart = svg_curve(
+        recall,
+        precision,
+        label="precision-recall curve",
+        x_title="recall",
+        y_title="precision",
+        diagonal=False,
+        marks=marks,
+    )
+    return f'<section class="pr" id="pr"><h2>{heading}</h2>{caption}{chart}</section>'
+
+
+def _threshold_section(view: Mapping[str, Any]) -> str:
+    """The chosen threshold, its policy, and a small table of thresholds on the same rows."""
+    policy = view["policy"]
+    costs = view.get("costs", {})
+    settings = ", ".join(f"{k} {_fmt(float(v))}" for k, v in policy.items() if k != "policy")
+    chosen, default = view["chosen"], view["at_0.5"]
+    unit = (
+        f"expected cost = {_fmt(float(costs.get('fn_cost', 0)))} × missed + "
+        f"{_fmt(float(costs.get('fp_cost', 0)))} × false alarms, per 1,000 rows"
+    )
+    lead = (
+        f'<p class="meta" id="chosen">decision_threshold <b>{_fmt(chosen["threshold"], 4)}</b> '
+        f"chosen by <b>{_esc(policy['policy'])}</b>{' (' + _esc(settings) + ')' if settings else ''}"
+        f" on the training window, never on these rows. Here it catches "
+        f"{chosen['tp']:,} of {chosen['positives']:,} positives with {chosen['fp']:,} false "
+        f"alarms (at 0.5: {default['tp']:,} with {default['fp']:,}); expected cost "
+        f"{_fmt(chosen['expected_cost'])} vs {_fmt(default['expected_cost'])} at 0.5.<br>{_esc(unit)}</p>"
+    )
+    rows = []
+    for r in view["table"]:
+        is_chosen = r["threshold"] == chosen["threshold"]
+        mark = " (chosen)" if is_chosen else ""
+        rows.append(
+            f'<tr class="{"chosen" if is_chosen else ""}">'
+            f"<td class=num>{_esc(_fmt(r['threshold'], 4))}{mark}</td>"
+            f"<td class=num>{r['precision']:.3f}</td><td class=num>{r['recall']:.3f}</td>"
+            f"<td class=num>{r['alerts_per_1000']:.1f}</td>"
+            f"<td class=num>{r['tp']:,}</td><td class=num>{r['fp']:,}</td>"
+            f"<td class=num>{r['fn']:,}</td>"
+            f"<td class=num>{r['expected_cost']:.1f}</td></tr>"
+        )
+    table = (
+        '<table class="thresholds"><thead><tr><th>threshold</th><th>precision</th>'
+        "<th>recall</th><th>alerts per 1,000 rows</th><th>caught</th><th>false alarms</th>"
+        "<th>missed</th><th>expected cost per 1,000 rows</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+    return f'<section class="threshold" id="threshold"><h2>Decision threshold</h2>{lead}{table}</section>'
+
+
 def render_metrics_html(
     metrics: dict[str, Any],
     roc: dict[str, Any] | None,
     confusion: list[list[Any]] | None,
     title: str,
+    *,
+    pr: dict[str, Any] | None = None,
+    threshold: dict[str, Any] | None = None,
 ) -> str:
-    """A small evaluation page: metric table, ROC curve and confusion matrix.
+    """A small evaluation page: metric table, the decision threshold (how it was chosen,
+    a table of thresholds), the precision-recall curve with the chosen point, the ROC curve
+    and the confusion matrix.
 
     ``roc`` is ``{"fpr": [...], "tpr": [...]}`` (extra keys such as ``threshold`` are
     ignored); its AUC comes from ``roc["auc"]`` or ``metrics["roc_auc"]``. ``confusion`` is
-    rows = actual, columns = predicted. Both are optional.
+    rows = actual, columns = predicted. ``pr`` is ``{"precision", "recall"}`` and
+    ``threshold`` ``esteira.evaluation.threshold_view``'s output. All are optional.
     """
     body = [_metrics_table(metrics)]
+    if threshold is not None:
+        body.append(_threshold_section(threshold))
+    if pr is not None:
+        body.append(_pr_chart(pr, threshold, metrics.get("pr_auc")))
     if roc is not None:
         body.append(_roc_chart(roc, roc.get("auc", metrics.get("roc_auc"))))
     if confusion is not None:
-        body.append(_confusion_table(confusion))
+        heading = "Confusion matrix"
+        if threshold is not None:
+            heading += f" at decision_threshold {_fmt(threshold['decision_threshold'], 4)}"
+        body.append(_confusion_table(confusion, heading))
     return _page(title, body)

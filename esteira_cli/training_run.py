@@ -88,6 +88,11 @@ def summarize(run: LocalRun) -> dict[str, Any]:
         # per task: the image and container it ran in (docker runner)
         "tasks": run.tasks,
     }
+    threshold = _threshold_summary(
+        artifact_meta("train", "model"), artifact_meta("evaluate", "metrics")
+    )
+    if threshold:
+        summary["threshold"] = threshold
     if model_uri:
         summary["registry"] = {
             "model": Path(model_uri).parent.name
@@ -99,6 +104,9 @@ def summarize(run: LocalRun) -> dict[str, Any]:
             "winner": decision.get("winner"),
             "reason": decision.get("reason"),
         }
+        for key in ("challenger_expected_cost", "champion_expected_cost"):  # policy min_cost
+            if key in decision:
+                summary["registry"][key] = decision[key]
         summary["deploy"] = {
             "mode": param("deploy", "Output"),
             **artifact_meta("deploy", "manifest"),
@@ -106,6 +114,24 @@ def summarize(run: LocalRun) -> dict[str, Any]:
     if run.error:
         summary["error"] = run.error
     return summary
+
+
+def _threshold_summary(model_meta: dict, metrics_meta: dict) -> dict[str, Any]:
+    """The classifier's decision_threshold (chosen on the training window by its policy) and
+    the hold-out expected cost per 1,000 rows at it and at 0.5."""
+    if "decision_threshold" not in model_meta:
+        return {}
+    at_threshold = metrics_meta.get("expected_cost")
+    at_half = metrics_meta.get("expected_cost_at_0.5")
+    out = {
+        "decision_threshold": model_meta["decision_threshold"],
+        "policy": model_meta.get("threshold_policy"),
+        "holdout_expected_cost": at_threshold,
+        "holdout_expected_cost_at_0.5": at_half,
+    }
+    if at_threshold is not None and at_half is not None:
+        out["holdout_cost_saved_vs_0.5"] = round(at_half - at_threshold, 6)
+    return out
 
 
 def run_training(

@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="transformer -> predictor REST protocol (default: serving.predictor_protocol)",
     )
     parser.add_argument(
+        "--decision-threshold",
+        "--decision_threshold",
+        type=float,
+        help="transformer with kserve.runtime kserve-sklearnserver (which answers only "
+        "probabilities): the served version's decision_threshold; the deploy step sets it",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         choices=[1],
@@ -400,7 +407,11 @@ def build_model(args: argparse.Namespace, settings: Any) -> Any:
 
         host = args.predictor_host or f"127.0.0.1:{settings.serving.predictor_port}"
         model = Transformer(
-            settings, predictor_host=host, name=args.model_name, protocol=args.protocol
+            settings,
+            predictor_host=host,
+            name=args.model_name,
+            protocol=args.protocol,
+            decision_threshold=args.decision_threshold,
         )
     model.load()
     return model

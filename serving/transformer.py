@@ -261,8 +261,12 @@ class Transformer(Model):
         protocol: str | None = None,
         online: Any = None,
         runtime: str | None = None,
+        decision_threshold: float | None = None,
     ) -> None:
         super().__init__(name or settings.model.name)
+        # the stock runtime answers probabilities only: the served version's threshold
+        # (deploy passes --decision_threshold); our predictor applies its own
+        self.decision_threshold = decision_threshold
         # KServe's stock sklearn server behind us: DataFrame-shaped requests (serving/stock.py)
         self.stock = (runtime or settings.kserve.runtime) == STOCK_RUNTIME
         self.settings = settings
@@ -282,6 +286,15 @@ class Transformer(Model):
     def load(self) -> bool:
         """Resolve the feature service (no online-store connection is needed yet)."""
         try:
+            if self.stock and not (
+                self.decision_threshold is not None and 0 < self.decision_threshold < 1
+            ):
+                raise EsteiraError(
+                    "--decision_threshold",
+                    f"behind {STOCK_RUNTIME} the transformer needs the model version's "
+                    f"decision_threshold, between 0 and 1 (got {self.decision_threshold})",
+                    "pass the version's metadata.decision_threshold (the deploy step does)",
+                )
             if self.online is None:
                 from esteira.online import OnlineFeatures
 
@@ -345,9 +358,8 @@ class Transformer(Model):
         answer = await self._call_predictor(body, request_id)
         try:
             if self.stock:
-                threshold = self.settings.model.decision_threshold
                 predictions, probabilities, version = read_stock_answer(
-                    self.protocol, answer, len(ids), threshold
+                    self.protocol, answer, len(ids), float(self.decision_threshold or 0.5)
                 )
             else:
                 predictions, probabilities, version = read_answer(self.protocol, answer)

@@ -52,9 +52,17 @@ class World:
     def feature_names(self) -> list[str]:
         return list(self.metadata["feature_names"])
 
+    @property
+    def decision_threshold(self) -> float:
+        return float(self.metadata["decision_threshold"])
+
     def rows(self, n: int = 3) -> list[dict[str, Any]]:
         """``n`` feature rows as plain dicts (JSON-ready, feature order)."""
-        part = self.frame[self.feature_names].head(n)
+        return self.rows_at(list(range(min(n, len(self.frame)))))
+
+    def rows_at(self, positions: list[int]) -> list[dict[str, Any]]:
+        """The training set's rows at ``positions`` as plain dicts (JSON-ready, feature order)."""
+        part = self.frame[self.feature_names].iloc[positions]
         return [
             {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
             for row in part.to_dict(orient="records")
@@ -98,8 +106,20 @@ def _train(frame: pd.DataFrame, features: list[str], label: str, settings: Any) 
     return model
 
 
+def world_threshold(model: Any, frame: pd.DataFrame, features: list[str]) -> float:
+    """The world's decision_threshold: not 0.5, as a trained model's is not (issue 19).
+
+    The median of the probabilities below 0.5 on the training rows, so some rows are
+    classed 1 by it and 0 by a plain 0.5 cut: a server cutting at 0.5 fails the tests.
+    """
+    proba = model.predict_proba(frame[features])[:, 1]
+    below = proba[proba < 0.5]
+    return float(np.median(below)) if len(below) else 0.25
+
+
 def _metadata(frame: pd.DataFrame, features: list[str], label: str, model: Any) -> dict:
     categorical = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+    threshold = world_threshold(model, frame, features)
     return {
         "feature_names": features,
         "categorical_features": categorical,
@@ -107,7 +127,8 @@ def _metadata(frame: pd.DataFrame, features: list[str], label: str, model: Any) 
         "label": label,
         "task": "classification",
         "family": "gradient_boosting",
-        "decision_threshold": 0.5,
+        "decision_threshold": threshold,
+        "threshold_policy": {"policy": "fixed", "decision_threshold": threshold},
         "feature_service": "machine_failure",
         "metrics": {"roc_auc": 0.9},
         "library_versions": {"scikit-learn": __import__("sklearn").__version__},
@@ -192,7 +213,7 @@ def expected_from_online(world: World, machine_id: int) -> tuple[int, float]:
     frame = pd.DataFrame(columns, columns=world.feature_names)
     frame = frame.astype({k: v for k, v in world.metadata["feature_types"].items()})
     proba = world.model.predict_proba(frame)[:, 1]
-    return int(world.model.predict(frame)[0]), float(proba[0])
+    return int(proba[0] >= world.decision_threshold), float(proba[0])
 
 
 # ---- child processes -------------------------------------------------------------------

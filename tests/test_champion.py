@@ -111,3 +111,26 @@ def test_a_small_margin_is_shown_with_enough_digits() -> None:
     assert decision.reason.startswith(
         "challenger roc_auc 0.837120 beats champion 0.837050 by 0.000070"
     )
+
+
+def test_expected_cost_can_decide_lower_is_better() -> None:
+    """With policy min_cost, expected cost on the same hold-out can be the compared metric."""
+    from esteira.config import Settings
+
+    settings = Settings.model_validate(
+        {"gate": {"compare_metric": "expected_cost", "direction": "minimize"}}
+    )
+    cheaper = decide({"expected_cost": 120.0}, {"expected_cost": 137.5}, settings.gate)
+    assert cheaper.promote and "lower is better" in cheaper.reason
+    dearer = decide({"expected_cost": 150.0}, {"expected_cost": 137.5}, settings.gate)
+    assert not dearer.promote and dearer.winner == "champion"
+
+
+def test_promotion_shows_both_expected_costs_under_min_cost() -> None:
+    from components.promote.logic import _expected_costs
+    from esteira.config import Settings
+
+    costs = _expected_costs(Settings(), {"expected_cost": 120.0}, {"expected_cost": 137.5})
+    assert costs == {"challenger_expected_cost": 120.0, "champion_expected_cost": 137.5}
+    fixed = Settings.model_validate({"model": {"threshold": {"policy": "fixed"}}})
+    assert _expected_costs(fixed, {"expected_cost": 120.0}, None) == {}

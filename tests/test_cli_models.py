@@ -93,6 +93,8 @@ def test_show_by_version_alias_and_default(
     assert doc["metadata"]["pipeline_run_id"] == "run-1"
     assert sorted(doc["files"]) == ["metadata.json", "model.joblib", "reference.json"]
 
+    assert "decision_threshold" not in doc  # none recorded (e.g. regression)
+
     _, out, _ = run(capsys, "models", "show", NAME)  # no production yet: the newest
     assert json.loads(out)["version"] == 3
 
@@ -190,3 +192,16 @@ def test_rollback_of_a_non_served_alias_only_moves_it(
     code, out, _ = run(capsys, "models", "rollback", NAME, "--alias", "staging")
     assert code == 0 and "v2 -> v1" in out
     assert not (tmp_path / "dist/deploy").exists()
+
+
+def test_show_prints_the_decision_threshold_and_its_policy(
+    registry: Registry, capsys: pytest.CaptureFixture
+) -> None:
+    policy = {"policy": "min_cost", "fn_cost": 20.0, "fp_cost": 1.0}
+    registry.register(
+        {"model.joblib": tiny_model(4), "reference.json": b"{}"},
+        {"metrics": {"roc_auc": 0.9}, "decision_threshold": 0.0379, "threshold_policy": policy},
+    )
+    code, out, _ = run(capsys, "models", "show", f"{NAME}:4")
+    doc = json.loads(out)
+    assert code == 0 and doc["decision_threshold"] == 0.0379 and doc["threshold_policy"] == policy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from html.parser import HTMLParser
 
@@ -176,3 +177,39 @@ def test_metrics_report() -> None:
 def test_metrics_report_rejects_bad_roc() -> None:
     with pytest.raises(DataError, match="roc:"):
         render_metrics_html({}, {"fpr": [0.0, 1.0], "tpr": [1.0]}, None, "x")
+
+
+def test_pr_curve_marks_the_chosen_point_and_counts_are_integers() -> None:
+    """The chosen point's precision and recall, as drawn and tabled, are sklearn's at the cut."""
+    from sklearn.metrics import precision_score, recall_score
+
+    from esteira.config import ThresholdSettings
+    from esteira.evaluation import threshold_view
+    from esteira.thresholds import pr_curve
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(29_100) < 0.015).astype(int)
+    proba = np.clip(0.3 * y + rng.beta(1.5, 12, len(y)), 0, 1)
+    t = 0.137
+    view = threshold_view(y, proba, t, ThresholdSettings())
+    metrics = {"roc_auc": 0.9, "pr_auc": 0.4, "rows": float(len(y)), "positives": 437.0}
+    text = render_metrics_html(
+        metrics,
+        None,
+        [[28_000, 663], [147, 290]],
+        "Evaluation",
+        pr=pr_curve(y, proba),
+        threshold=view,
+    )
+    parsed = Page(text)
+    assert {"polyline", "circle"} <= set(parsed.ids["pr"])
+    pred = (proba >= t).astype(int)
+    precision, recall = precision_score(y, pred), recall_score(y, pred)
+    # the dot sits at (recall, precision) on the 300 px unit square (left 46, bottom 312)
+    cx, cy = (float(v) for v in re.search(r'<circle cx="([\d.]+)" cy="([\d.]+)"', text).groups())
+    assert cx == pytest.approx(46 + recall * 300, abs=0.06)
+    assert cy == pytest.approx(312 - precision * 300, abs=0.06)
+    assert f"precision {precision:.3f}, recall {recall:.3f}" in parsed.svg_text["pr"] + text
+    assert "threshold" in parsed.ids and "(chosen)" in text
+    assert "29,100" in text and "2.91e+04" not in text and "28,000" in text
+    assert all("http" not in url for url in parsed.urls)

@@ -100,8 +100,10 @@ def _v2_inputs(world: World, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def _expected(world: World, rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(classes at the version's decision_threshold, probabilities) computed in-process."""
     frame = pd.DataFrame(rows, columns=world.feature_names).astype(world.metadata["feature_types"])
-    return world.model.predict(frame), world.model.predict_proba(frame)[:, 1]
+    proba = world.model.predict_proba(frame)[:, 1]
+    return (proba >= world.decision_threshold).astype(int), proba
 
 
 # ---- same answers everywhere ------------------------------------------------------------
@@ -176,6 +178,42 @@ def test_v2_grpc_matches_the_model_in_process(world: World, servers: dict) -> No
     outputs = {o.name: o.as_numpy() for o in response.outputs}
     assert outputs["prediction"].tolist() == labels.tolist()
     np.testing.assert_allclose(outputs["probability"], proba, rtol=0, atol=1e-12)
+
+
+def test_every_protocol_and_batch_cut_at_the_stored_threshold(world: World, servers: dict) -> None:
+    """prediction == probability >= metadata.decision_threshold on V1, V2 REST, gRPC and in
+    batch prediction, for the same rows; rows between it and 0.5 make a 0.5 cut fail."""
+    from components.batch_predict.logic import load_production_model, predict_frame
+    from esteira.registry import registry_for
+
+    t = world.decision_threshold
+    _, proba = _expected(world, world.rows_at(list(range(len(world.frame)))))
+    between = np.flatnonzero((proba >= t) & (proba < 0.5))[:4]
+    under = np.flatnonzero(proba < t)[:3]
+    over = np.flatnonzero(proba >= 0.5)[:2]
+    positions = sorted(int(i) for i in (*between, *under, *over))
+    assert len(between) and len(under), "the world's threshold must split its rows"
+    rows = world.rows_at(positions)
+    want = (proba[positions] >= t).astype(int).tolist()
+    assert want != (proba[positions] >= 0.5).astype(int).tolist()
+
+    v1 = _post(_v1_url(servers["predictor"]), json={"instances": rows}).json()["predictions"]
+    v2 = _post(_v2_url(servers["predictor"]), json={"inputs": _v2_inputs(world, rows)}).json()
+    v2_rest = next(o["data"] for o in v2["outputs"] if o["name"] == "prediction")
+    response = asyncio.run(_grpc_infer(servers["grpc"], _grpc_request(world, rows)))
+    grpc_out = {o.name: o.as_numpy() for o in response.outputs}["prediction"].tolist()
+    model = load_production_model(registry_for(world.settings))
+    assert model.threshold == t
+    batch = predict_frame(
+        model, world.frame.iloc[positions], entity="machine_id", run_id="t", progress=None
+    )["prediction"].tolist()
+    assert v1 == v2_rest == grpc_out == batch == want
+    # the transformer passes the predictor's classes on, for every machine it serves
+    ids = world.machine_ids
+    instances = [{"machine_id": m, **world.request_values[m]} for m in ids]
+    body = _post(_v1_url(servers["transformer"]), json={"instances": instances}).json()
+    assert body["predictions"] == [int(p >= t) for p in body["probabilities"]]
+    assert body["predictions"] == [expected_from_online(world, m)[0] for m in ids]
 
 
 def test_transformer_v1_and_v2_match_online_features_in_process(

@@ -31,7 +31,7 @@ def _build(**kserve: Any) -> dict[str, Any]:
         "machine-failure",
         3,
         "s3://esteira/models/machine-failure/v3",
-        {"library_versions": {"scikit-learn": "1.9.1"}},
+        {"library_versions": {"scikit-learn": "1.9.1"}, "decision_threshold": 0.0379},
         ["production"],
     )
     settings = Settings.model_validate({"kserve": kserve})
@@ -95,6 +95,8 @@ def test_inferenceservice_pins_the_stock_runtime_and_asks_for_probabilities() ->
     assert {"name": "PREDICT_PROBA", "value": "true"} in model["env"]
     (container,) = obj["spec"]["transformer"]["containers"]
     assert {"name": "ESTEIRA_KSERVE__RUNTIME", "value": STOCK_RUNTIME} in container["env"]
+    # the stock server answers probabilities: the transformer cuts at the version's threshold
+    assert "--decision_threshold=0.0379" in container["args"]
     assert validate_inferenceservice(obj) == []
 
 
@@ -105,6 +107,7 @@ def test_the_default_runtime_sets_no_stock_fields() -> None:
     assert "env" not in model
     (container,) = obj["spec"]["transformer"]["containers"]
     assert "env" not in container
+    assert not any("decision_threshold" in a for a in container["args"])
 
 
 def test_the_transformer_container_env_selects_the_stock_branch(
@@ -120,6 +123,13 @@ def test_the_transformer_container_env_selects_the_stock_branch(
     settings = load_settings(None)
     assert settings.kserve.runtime == STOCK_RUNTIME
     assert Transformer(settings, predictor_host="127.0.0.1:1").stock is True
+    from serving.__main__ import build_parser
+
+    args = build_parser().parse_args(["transformer", *container["args"]])
+    assert args.decision_threshold == 0.0379
+    # without the version's threshold the stock branch stays unready and says why
+    bare = Transformer(settings, predictor_host="127.0.0.1:1", online=object())
+    assert bare.load() is False and "--decision_threshold" in bare.failure
     monkeypatch.delenv("ESTEIRA_KSERVE__RUNTIME")
     assert Transformer(load_settings(None), predictor_host="127.0.0.1:1").stock is False
 

@@ -67,6 +67,16 @@ def test_a_passing_model_is_registered_promoted_and_loadable(passing):
     assert summary["features"]["feature_service"] == "machine_failure"
     assert summary["features"]["training_rows"] > 0 and summary["features"]["dropped_by_ttl"] >= 0
     assert summary["deploy"]["mode"] == "manifest-only"
+    # the decision threshold: chosen by the default policy on the training window, stored, summarised
+    threshold = summary["threshold"]
+    assert threshold["policy"] == {"policy": "min_cost", "fn_cost": 20.0, "fp_cost": 1.0}
+    assert meta["decision_threshold"] == threshold["decision_threshold"] != 0.5
+    assert meta["threshold_policy"] == threshold["policy"]
+    assert "validation slice" in meta["threshold_choice"]["chosen_on"]
+    assert threshold["holdout_expected_cost"] == pytest.approx(
+        summary["metrics"]["expected_cost"], abs=1e-5
+    )
+    assert threshold["holdout_expected_cost_at_0.5"] > 0
 
 
 def test_online_store_is_materialized(passing):

@@ -18,7 +18,8 @@ def evaluate(
     curves: Output[ClassificationMetrics],
     report: Output[HTML],
 ) -> dict:
-    """Hold-out metrics for the UI (scalars, ROC curve, confusion matrix, an HTML report)."""
+    """Hold-out metrics for the UI (scalars, ROC curve, confusion matrix at the model's
+    decision_threshold, an HTML report with the precision-recall curve and threshold table)."""
     import json
     from pathlib import Path
 
@@ -39,13 +40,25 @@ def evaluate(
             info["feature_names"],
             info["label"],
             settings.model,
+            info.get("decision_threshold", 0.5),
         )
         for name, value in result.metrics.items():
             metrics.log_metric(name, round(value, 6))
+        if result.threshold:  # the model's threshold and what 0.5 would have cost
+            view = result.threshold
+            metrics.log_metric("decision_threshold", round(view["decision_threshold"], 6))
+            metrics.log_metric("expected_cost_at_0.5", round(view["at_0.5"]["expected_cost"], 6))
         if result.roc:
             curves.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["threshold"])
             curves.log_confusion_matrix(["no failure", "failure"], result.confusion)
         Path(report.path).write_text(
-            render_metrics_html(result.metrics, result.roc, result.confusion, "Hold-out evaluation")
+            render_metrics_html(
+                result.metrics,
+                result.roc,
+                result.confusion,
+                "Hold-out evaluation",
+                pr=result.pr,
+                threshold=result.threshold,
+            )
         )
         return result.metrics

@@ -76,10 +76,18 @@ def attach_labels(predictions: pd.DataFrame, raw: pd.DataFrame, contract: Contra
     return joined.drop(columns=["_next", "_last"]).reset_index(drop=True)
 
 
-def classification_metrics(y: np.ndarray, proba: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
-    """rows, positives, AUCs (None with one class) and precision/recall/F1 of the decisions."""
+def classification_metrics(
+    y: np.ndarray, proba: np.ndarray, pred: np.ndarray, costs: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    """rows, positives, AUCs (None with one class), precision/recall/F1 of the decisions and,
+    given ``costs`` (fn_cost, fp_cost), their expected cost per 1,000 rows."""
     both = len(np.unique(y)) == 2
-    return {
+    extra = {}
+    if costs is not None and len(y):
+        missed = int(np.sum((pred == 0) & (y == 1)))
+        false_alarms = int(np.sum((pred == 1) & (y == 0)))
+        extra["expected_cost"] = 1000.0 * (costs[0] * missed + costs[1] * false_alarms) / len(y)
+    return extra | {
         "rows": int(len(y)),
         "positives": int(y.sum()),
         "positive_rate": float(y.mean()) if len(y) else 0.0,
@@ -157,12 +165,15 @@ def live_performance(
     if labelled.empty:
         return result | {"status": "no_labels"}
 
+    # the version's own threshold (as served and batch-predicted), the configured costs
+    threshold = float(meta.get("decision_threshold", 0.5))
+    costs = (settings.model.threshold.fn_cost, settings.model.threshold.fp_cost)
+    result["decision_threshold"] = threshold
+
     def scores(part: pd.DataFrame) -> dict[str, Any]:
-        return classification_metrics(
-            part[label].to_numpy(),
-            part["probability"].to_numpy(dtype=float),
-            part["prediction"].to_numpy(dtype=int),
-        )
+        proba = part["probability"].to_numpy(dtype=float)
+        pred = (proba >= threshold).astype(int)
+        return classification_metrics(part[label].to_numpy(), proba, pred, costs)
 
     overall = scores(labelled)
     days = labelled[EVENT_TS].dt.strftime("%Y-%m-%d")

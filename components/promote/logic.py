@@ -30,8 +30,13 @@ def champion_challenger(settings: Settings, version: int, holdout: pd.DataFrame)
         features = champion.metadata["feature_names"]
         if set(features) <= set(holdout.columns):
             model = load_model(registry.read_file(champion_version, MODEL_FILE))
-            champion_metrics = score(
-                model, holdout, features, champion.metadata["label"], settings.model
+            champion_metrics = score(  # at the champion's own decision_threshold
+                model,
+                holdout,
+                features,
+                champion.metadata["label"],
+                settings.model,
+                champion.metadata.get("decision_threshold", 0.5),
             ).metrics
         else:
             champion_metrics, note = (
@@ -41,7 +46,8 @@ def champion_challenger(settings: Settings, version: int, holdout: pd.DataFrame)
     decision = decide(challenger.metadata["metrics"], champion_metrics, settings.gate)
     if decision.promote:
         registry.set_alias(PRODUCTION, version, reason=decision.reason)
-    return {
+    costs = _expected_costs(settings, challenger.metadata["metrics"], champion_metrics)
+    return costs | {
         "promoted": decision.promote,
         "winner": decision.winner,
         "metric": decision.metric,
@@ -54,4 +60,18 @@ def champion_challenger(settings: Settings, version: int, holdout: pd.DataFrame)
         "production_version": registry.aliases().get(
             PRODUCTION, version if decision.promote else -1
         ),
+    }
+
+
+def _expected_costs(
+    settings: Settings, challenger: dict[str, Any], champion: dict[str, Any] | None
+) -> dict[str, Any]:
+    """With policy min_cost, both models' expected cost per 1,000 hold-out rows (each at its
+    own decision_threshold, the configured costs), shown beside the decision;
+    ``gate.compare_metric: expected_cost`` (direction minimize) decides by it."""
+    if settings.model.threshold.policy != "min_cost" or "expected_cost" not in challenger:
+        return {}
+    return {
+        "challenger_expected_cost": challenger["expected_cost"],
+        "champion_expected_cost": (champion or {}).get("expected_cost"),
     }

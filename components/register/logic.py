@@ -49,7 +49,6 @@ def register_model(
         "family": info["family"],
         "task": info["task"],
         "label": info["label"],
-        "decision_threshold": settings.model.decision_threshold,
         "feature_names": features,
         "categorical_features": info["categorical"],
         "feature_types": {c: str(t) for c, t in training.dtypes.items()},
@@ -65,6 +64,10 @@ def register_model(
         "pipeline_run_id": run_id,
         "trained_at": datetime.now(UTC).isoformat(),
     }
+    # a classifier's threshold, chosen at training (model.threshold, on the training window)
+    for key in ("decision_threshold", "threshold_policy", "threshold_choice"):
+        if info.get(key) is not None:
+            metadata[key] = info[key]
     reference = summarize_reference(training, features)
     files = {
         MODEL_FILE: (Path(model_dir) / MODEL_FILE).read_bytes(),

@@ -38,22 +38,18 @@ def train(
         )
         os.makedirs(model.path, exist_ok=True)
         Path(model.path, "model.joblib").write_bytes(dump_model(result.model))
-        info = {
-            "feature_names": result.feature_names,
-            "categorical": result.categorical,
-            "label": contract.label.name,
-            "task": settings.model.task,
-            "family": settings.model.family,
-            "parameters": result.parameters,
-            "split_time": result.split_time,
-            "training_rows": len(result.train),
-            "holdout_rows": len(result.holdout),
-        }
+        info = result.info(contract.label.name, settings.model)
         write_json(os.path.join(model.path, "training.json"), info)
+        keys = ("family", "task", "decision_threshold")
         model.metadata.update(
-            {"framework": "scikit-learn", **{k: info[k] for k in ("family", "task")}}
+            {"framework": "scikit-learn", **{k: info[k] for k in keys if k in info}}
         )
+        if result.threshold is not None:
+            model.metadata["threshold_policy"] = result.threshold.policy
         result.holdout.to_parquet(holdout.path, index=False)
         print(
             f"trained {settings.model.family} on {len(result.train)} rows; hold-out {len(result.holdout)} rows"
         )
+        if result.threshold is not None:
+            t = result.threshold
+            print(f"decision_threshold {t.decision_threshold:.4f} ({t.policy}; {t.chosen_on})")

@@ -1,5 +1,10 @@
 """Train: a plain scikit-learn Pipeline chosen by configuration, on a time-based split.
 
+A classifier's ``decision_threshold`` is chosen by ``model.threshold`` on a validation
+slice at the end of the training window (cut by time, with the same purge gap as the
+hold-out), from a model fit on the rows before it; then the model is refit on the whole
+training window and keeps that threshold. The hold-out plays no part in the choice.
+
 Only scikit-learn classes go into the model, so KServe's sklearn runtime (which
 unpickles an allowlist of sklearn/numpy/scipy/pandas classes) can serve it.
 """
@@ -17,6 +22,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from esteira.config import ModelSettings
 from esteira.errors import DataError
 from esteira.model_families import FAMILIES, check_hyperparameters, estimator_class
+from esteira.thresholds import ThresholdChoice, choose_threshold
 
 
 @dataclass
@@ -28,6 +34,26 @@ class TrainResult:
     categorical: list[str]
     parameters: dict[str, Any]
     split_time: str
+    threshold: ThresholdChoice | None = None  # classification only
+
+    def info(self, label: str, cfg: ModelSettings) -> dict[str, Any]:
+        """``training.json``: what evaluate and register read beside the model."""
+        info: dict[str, Any] = {
+            "feature_names": self.feature_names,
+            "categorical": self.categorical,
+            "label": label,
+            "task": cfg.task,
+            "family": cfg.family,
+            "parameters": self.parameters,
+            "split_time": self.split_time,
+            "training_rows": len(self.train),
+            "holdout_rows": len(self.holdout),
+        }
+        if self.threshold is not None:  # chosen on the training window, never the hold-out
+            info["decision_threshold"] = self.threshold.decision_threshold
+            info["threshold_policy"] = self.threshold.policy
+            info["threshold_choice"] = self.threshold.as_dict()
+        return info
 
 
 def make_estimator(cfg: ModelSettings) -> Any:
@@ -93,10 +119,54 @@ def train_model(
                 )
     categorical = [c for c in feature_names if not pd.api.types.is_numeric_dtype(frame[c])]
     numeric = [c for c in feature_names if c not in categorical]
+    choice = None
+    if cfg.task == "classification":
+        choice = choose_on_validation(
+            train, feature_names, label, cfg, numeric, categorical, timestamp, purge_hours
+        )
     model = build_pipeline(cfg, numeric, categorical)
     model.fit(train[feature_names], train[label])
     params = {k: v for k, v in model.named_steps["estimator"].get_params().items() if _jsonable(v)}
-    return TrainResult(model, train, holdout, feature_names, categorical, params, cut.isoformat())
+    return TrainResult(
+        model, train, holdout, feature_names, categorical, params, cut.isoformat(), choice
+    )
+
+
+def choose_on_validation(
+    train: pd.DataFrame,
+    feature_names: list[str],
+    label: str,
+    cfg: ModelSettings,
+    numeric: list[str],
+    categorical: list[str],
+    timestamp: str,
+    purge_hours: float,
+) -> ThresholdChoice:
+    """The threshold ``cfg.threshold`` picks on the end of the training window.
+
+    The last ``validation_fraction`` of ``train`` (by time) is scored by a model fit on the
+    rows before it, minus the purge gap, so its labels never overlap the validation period.
+    """
+    policy = cfg.threshold
+    if policy.policy == "fixed":
+        return choose_threshold([], [], policy)
+    share = f"{policy.validation_fraction:.0%}"
+    fit, validation, _ = time_split(
+        train, timestamp, policy.validation_fraction, pd.Timedelta(hours=purge_hours)
+    )
+    for name, part in (("fit", fit), ("validation", validation)):
+        if part[label].nunique() < 2:
+            raise DataError(
+                "model.threshold.validation_fraction",
+                f"the threshold's {name} rows (the {share} at the end of the training window "
+                f"and the rows before it) hold one class only ({len(part)} rows)",
+                "use more data, another validation_fraction, or model.threshold.policy fixed",
+            )
+    model = build_pipeline(cfg, numeric, categorical)
+    model.fit(fit[feature_names], fit[label])
+    proba = model.predict_proba(validation[feature_names])[:, 1]
+    where = f"validation slice (the last {share} of the training window, {len(validation)} rows)"
+    return choose_threshold(validation[label].to_numpy(), proba, policy, chosen_on=where)
 
 
 def _jsonable(value: Any) -> bool:

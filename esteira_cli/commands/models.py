@@ -125,6 +125,10 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
         "files": registry.files(version.version),
         "metadata": version.metadata,
     }
+    meta = version.metadata
+    if "decision_threshold" in meta:  # what `prediction` is cut at, and the policy that chose it
+        doc["decision_threshold"] = meta["decision_threshold"]
+        doc["threshold_policy"] = meta.get("threshold_policy")
     print(json.dumps(doc, indent=2, sort_keys=True))
     return 0
 

@@ -37,6 +37,15 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         f"{k}={v:.3f}" for k, v in metrics.items() if k in ("roc_auc", "pr_auc", "f1", "rmse")
     )
     print(f"   metrics: {shown}")
+    if t := summary.get("threshold"):
+        cost, half = t.get("holdout_expected_cost"), t.get("holdout_expected_cost_at_0.5")
+        costs = (
+            f"; hold-out expected cost {cost:.1f} per 1,000 rows (at 0.5: {half:.1f})"
+            if cost is not None and half is not None
+            else ""
+        )
+        policy = (t.get("policy") or {}).get("policy", "?")
+        print(f"   decision_threshold: {t['decision_threshold']:.4f} ({policy}){costs}")
     print(f"   gate passed: {summary['gate_passed']}")
     feats = summary["features"]
     print(

@@ -73,18 +73,12 @@ def train_production(settings: Settings) -> pd.DataFrame:
     )  # fmt: skip
     scores = evaluate(
         fitted.model, fitted.holdout, training.feature_names, label, settings.model,
-        settings.gate.thresholds,
+        settings.gate.thresholds, fitted.threshold.decision_threshold,
     )  # fmt: skip
     model_dir = Path(settings.storage.root).parent / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "model.joblib").write_bytes(dump_model(fitted.model))  # Feast (dill) is loaded
-    info = {
-        "feature_names": fitted.feature_names, "categorical": fitted.categorical, "label": label,
-        "task": settings.model.task, "family": settings.model.family,
-        "parameters": fitted.parameters, "split_time": fitted.split_time,
-        "training_rows": len(fitted.train), "holdout_rows": len(fitted.holdout),
-    }  # fmt: skip
-    (model_dir / "training.json").write_text(json.dumps(info))
+    (model_dir / "training.json").write_text(json.dumps(fitted.info(label, settings.model)))
     training_path = model_dir / "training_set.parquet"
     training.frame.to_parquet(training_path, index=False)
     version = register_model(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,7 +114,7 @@ def test_stable_period_does_not_retrain(trained: Trained, tmp_path: Path) -> Non
 
 
 # ---- live performance on hand-built predictions and labels ------------------------------------
-def _registered(tmp_path: Path, metrics: dict[str, float]) -> Settings:
+def _registered(tmp_path: Path, metrics: dict[str, float], **extra: Any) -> Settings:
     """A registry whose production version recorded ``metrics`` (no real model needed)."""
     import shutil
 
@@ -125,6 +126,7 @@ def _registered(tmp_path: Path, metrics: dict[str, float]) -> Settings:
     shutil.copy(ROOT / "feature_repo" / "dataset.yaml", repo / "dataset.yaml")
     registry = registry_for(settings)
     meta = {"metrics": metrics, "task": "classification", "feature_names": ["volt_mean_24h"]}
+    meta |= extra
     version = registry.register({"model.joblib": b"unused"}, meta)
     registry.set_alias("production", version.version)
     return settings
@@ -188,6 +190,20 @@ def test_live_performance_joins_late_labels(tmp_path: Path) -> None:
         f"{d:%Y-%m-%d}" for d in predictions.loc[known, "event_timestamp"].dt.date.unique()
     }
     assert sum(day["rows"] for day in result["per_day"].values()) == result["labelled_rows"]
+
+
+def test_live_performance_cuts_at_the_versions_decision_threshold(tmp_path: Path) -> None:
+    """Failures scored 0.35 are caught at the version's threshold 0.3 (a 0.5 cut misses all)."""
+    from components.live_performance.logic import live_performance
+
+    settings = _registered(tmp_path, {"roc_auc": 0.9}, decision_threshold=0.3)
+    raw = _raw(8, 10 * 24, FAILURES)
+    start = raw["timestamp"].min()
+    predictions = _predictions(raw, 3, lambda rows: _truth(rows, FAILURES, start) * 0.3 + 0.05)
+    result = live_performance(predictions, raw, settings, min_positives=5)
+    assert result["decision_threshold"] == 0.3
+    assert result["metrics"]["recall"] == result["metrics"]["precision"] == 1.0
+    assert result["metrics"]["expected_cost"] == 0.0
 
 
 def test_live_performance_flags_degradation(tmp_path: Path) -> None:

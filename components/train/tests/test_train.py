@@ -21,6 +21,7 @@ CONTRACT = load_contract("feature_repo")
 
 
 FAST = {"max_iter": 40}  # the default family, kept small: these tests check behaviour, not quality
+FIXED = {"policy": "fixed"}  # no second fit for the threshold where it is not the point
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,9 @@ def test_time_split_never_trains_on_the_future():
 def test_each_family_learns_the_signal(training_frame, family):
     frame, features = training_frame
     cfg = ModelSettings(
-        family=family, hyperparameters={"n_estimators": 40} if family == "random_forest" else {}
+        family=family,
+        hyperparameters={"n_estimators": 40} if family == "random_forest" else {},
+        threshold=FIXED,
     )
     result = train_model(frame, features, "fails_24h", cfg, purge_hours=24)
     assert result.categorical == ["model"]
@@ -71,10 +74,15 @@ def test_each_family_learns_the_signal(training_frame, family):
 
 def test_training_is_reproducible(training_frame):
     frame, features = training_frame
-    cfg = ModelSettings(hyperparameters=FAST)
-    a = train_model(frame, features, "fails_24h", cfg).model.predict_proba(frame[features].head(50))
+    cfg = ModelSettings(
+        hyperparameters=FAST, threshold={"policy": "fixed", "decision_threshold": 0.3}
+    )
+    first = train_model(frame, features, "fails_24h", cfg)
+    a = first.model.predict_proba(frame[features].head(50))
     b = train_model(frame, features, "fails_24h", cfg).model.predict_proba(frame[features].head(50))
     np.testing.assert_array_equal(a, b)
+    # policy fixed: the configured threshold, no validation slice
+    assert first.threshold.decision_threshold == 0.3 and first.threshold.validation is None
 
 
 def test_model_holds_only_allowlisted_classes(trained):
@@ -135,3 +143,47 @@ def test_evaluation_metrics_curves_and_gate(training_frame, trained):
         result.model, result.holdout, features, "fails_24h", cfg, {"roc_auc": 0.999}
     )
     assert not impossible.gate_passed and "roc_auc" in impossible.gate_failures[0]
+
+
+def test_threshold_is_chosen_on_the_training_window_never_the_holdout(training_frame, trained):
+    """Changing every hold-out label leaves the chosen decision_threshold as it was."""
+    frame, features = training_frame
+    choice = trained.threshold
+    assert choice is not None and choice.policy == {
+        "policy": "min_cost",
+        "fn_cost": 20.0,
+        "fp_cost": 1.0,
+    }
+    assert "validation slice" in choice.chosen_on and 0 < choice.decision_threshold < 1
+    assert choice.decision_threshold != 0.5
+    in_holdout = frame["event_timestamp"] > pd.Timestamp(trained.split_time)
+    assert in_holdout.sum() == len(trained.holdout)
+    flipped = frame.assign(fails_24h=np.where(in_holdout, 1 - frame.fails_24h, frame.fails_24h))
+    again = train_model(
+        flipped, features, "fails_24h", ModelSettings(hyperparameters=FAST), purge_hours=24
+    )
+    assert (again.holdout.fails_24h.to_numpy() != trained.holdout.fails_24h.to_numpy()).all()
+    assert again.threshold.decision_threshold == choice.decision_threshold
+    assert again.threshold.validation == choice.validation
+
+
+def test_the_chosen_point_agrees_with_sklearn(training_frame, trained):
+    """The report's chosen point: precision and recall of proba >= threshold, counted by sklearn."""
+    from sklearn.metrics import precision_score, recall_score
+
+    _, features = training_frame
+    t = trained.threshold.decision_threshold
+    ev = evaluate(trained.model, trained.holdout, features, "fails_24h", ModelSettings(), {}, t)
+    y = trained.holdout.fails_24h.to_numpy()
+    pred = (trained.model.predict_proba(trained.holdout[features])[:, 1] >= t).astype(int)
+    chosen = ev.threshold["chosen"]
+    assert chosen["threshold"] == t == ev.threshold["decision_threshold"]
+    assert chosen["precision"] == pytest.approx(precision_score(y, pred, zero_division=0))
+    assert chosen["recall"] == pytest.approx(recall_score(y, pred))
+    assert ev.metrics["recall"] == pytest.approx(chosen["recall"])
+    assert sum(ev.confusion[1]) == chosen["positives"] and ev.confusion[1][1] == chosen["tp"]
+    assert any(row["threshold"] == t for row in ev.threshold["table"])
+    assert {type(row[k]) for row in ev.threshold["table"] for k in ("tp", "fp", "fn")} == {int}
+    assert ev.metrics["expected_cost"] == pytest.approx(
+        1000 * (20 * chosen["fn"] + chosen["fp"]) / len(y)
+    )
