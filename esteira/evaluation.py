@@ -26,15 +26,10 @@ def score(
 ) -> Evaluation:
     y = frame[label].to_numpy()
     X = frame[feature_names]
-    if cfg.task == "regression":
-        pred = model.predict(X)
-        return Evaluation(
-            {
-                "rmse": float(np.sqrt(skm.mean_squared_error(y, pred))),
-                "mae": float(skm.mean_absolute_error(y, pred)),
-                "r2": float(skm.r2_score(y, pred)),
-            }
-        )
+    if cfg.task == "regression":  # esteira/regression.py: against the seasonal-naive baseline
+        from esteira.regression import score as score_forecast
+
+        return Evaluation(score_forecast(model, frame, feature_names, label).metrics)
     proba = model.predict_proba(X)[:, 1]
     pred = (proba >= cfg.decision_threshold).astype(int)
     fpr, tpr, thr = skm.roc_curve(y, proba)
