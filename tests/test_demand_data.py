@@ -23,7 +23,7 @@ def test_same_seed_same_rows_and_the_settings_choose_the_size(generator) -> None
     pd.testing.assert_frame_equal(a, b)
     assert args == {
         "days": 40,
-        "start": "2025-01-01",
+        "start": "2024-09-01",
         "seed": 3,
         "period": "normal",
         "stores": 3,

@@ -4,44 +4,23 @@ lags, rolling windows, calendar, on-demand features, value labels, point in time
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from esteira.config import ROOT, Settings
 from esteira.contract import load_contract
-from esteira.feast_repo import apply_definitions, build_training_set, publish_sources
-from esteira.features import EVENT_TS, compute_feature_tables, label_frame
-from esteira.usecase import generator_module, load
-from testkit.pipeline import copy_feature_repo
+from esteira.feast_repo import build_training_set
+from esteira.features import EVENT_TS, label_frame
+from testkit.demand import REPO, demand_store, generate
 
-USE_CASE = "demand_forecasting"
-REPO = ROOT / "feature_repo" / USE_CASE
 PLANTED = 99_999
 BEFORE = 3_001  # below PLANTED / 28: a mean holding PLANTED is larger
 
 
 @pytest.fixture(scope="module")
 def raw() -> pd.DataFrame:
-    return generator_module(load(USE_CASE)).generate(stores=2, items=3, days=60, seed=3)
-
-
-def _store(root: Path, raw: pd.DataFrame, edit=None) -> tuple[Settings, object]:
-    repo = copy_feature_repo(root / "repo", REPO)
-    if edit:
-        path = repo / "dataset.yaml"
-        path.write_text(yaml.safe_dump(edit(yaml.safe_load(path.read_text()))))
-    settings = Settings(
-        use_case=USE_CASE,
-        features={"repo_path": str(repo)},
-        storage={"root": str(root / "store")},
-    )
-    contract = load_contract(repo)
-    publish_sources(compute_feature_tables(raw, contract), settings)
-    apply_definitions(settings)
-    return settings, contract
+    return generate(stores=2, items=3, days=60, seed=3)
 
 
 def test_a_value_planted_at_or_after_the_row_time_never_reaches_the_row(tmp_path, raw) -> None:
@@ -51,7 +30,7 @@ def test_a_value_planted_at_or_after_the_row_time_never_reaches_the_row(tmp_path
     planted.loc[key & (planted["date"] == target), "units"] = PLANTED  # the label row itself
     planted.loc[key & (planted["date"] == target + pd.Timedelta(days=3)), "units"] = PLANTED
     planted.loc[key & (planted["date"] == target - pd.Timedelta(days=1)), "units"] = BEFORE
-    settings, contract = _store(tmp_path, planted)
+    settings, contract = demand_store(tmp_path, planted)
     rows = label_frame(planted, contract, 24)
     row = rows[(rows["store_id"] == 1) & (rows["item_id"] == 2) & (rows[EVENT_TS] == target)]
     assert row["units_next_day"].tolist() == [PLANTED]  # the label is the day forecast
@@ -65,13 +44,13 @@ def test_a_value_planted_at_or_after_the_row_time_never_reaches_the_row(tmp_path
     assert features["day_of_week"] == target.dayofweek  # the calendar of the day forecast
 
 
-def test_composite_keys_join_each_pair_and_on_demand_uses_the_request(tmp_path, raw) -> None:
-    settings, contract = _store(tmp_path, raw)
+def test_composite_keys_join_each_pair_and_on_demand_uses_the_request(demand) -> None:
+    settings, contract, raw = demand
     rows = label_frame(raw, contract, 24)
     built = build_training_set(rows, settings)
     frame = built.frame
     assert built.dropped_share < 0.05
-    assert frame.groupby(["store_id", "item_id"]).ngroups == 6
+    assert frame.groupby(["store_id", "item_id"]).ngroups == 15
     day = frame[EVENT_TS].iloc[-1] - pd.Timedelta(days=1)
     one = frame[(frame[EVENT_TS] == day)].set_index(["store_id", "item_id"])
     raw_day = raw[raw["date"] == day - pd.Timedelta(days=1)].set_index(["store_id", "item_id"])
@@ -90,7 +69,7 @@ def test_string_keys_work_end_to_end(tmp_path, raw) -> None:
 
     text = raw.assign(store_id="S" + raw["store_id"].astype(str))
     text["store_id"] = text["store_id"].astype("string")
-    settings, contract = _store(tmp_path, text, string_store)
+    settings, contract = demand_store(tmp_path, text, string_store)
     rows = label_frame(text, contract, 24)
     frame = build_training_set(rows, settings).frame
     assert set(frame["store_id"]) == {"S1", "S2"}
