@@ -270,7 +270,13 @@ class Settings(BaseSettings):
         try:
             case = usecase.load(values.get("use_case") or None)
         except usecase.UseCaseError as exc:
-            raise ValueError(str(exc)) from None
+            # not a ValueError: pydantic lets it through as the one line it is
+            raise ConfigError(
+                "use_case",
+                str(exc),
+                "name a directory under feature_repo/ (or its model) with --usecase, "
+                "ESTEIRA_USE_CASE or `use_case:` in the config",
+            ) from None
         merged = usecase.merge(case.settings, values)
         merged["use_case"] = case.name
         return merged

@@ -113,8 +113,10 @@ def calendar_table(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
     frame = _sorted(raw, c)
     known = _known_at(frame, c)
     out = pd.DataFrame({**_key_columns(frame, c), EVENT_TS: known.to_numpy()})
-    for name, values in calendar_values(known, spec).items():
-        out[name] = values
+    moments = pd.Index(known.unique())  # a few hundred days for millions of rows
+    where = moments.get_indexer(known)
+    for name, values in calendar_values(pd.Series(moments), spec).items():
+        out[name] = values[where]
     return out
 
 
