@@ -80,12 +80,20 @@ def score(
     segment_by: list[str] | None = None,
     series: int = 3,
 ) -> RegressionEvaluation:
-    """The model against the seasonal-naive column ``seasonal_naive`` of ``frame``."""
-    pred = np.clip(model.predict(frame[feature_names]), 0.0, None)
+    """The model against the seasonal-naive column ``seasonal_naive`` of ``frame`` (without
+    that column: RMSE, MAE and R² only). Forecasts are clipped at 0 against the baseline."""
     y = frame[label].to_numpy(dtype="float64")
-    naive = (
-        frame[NAIVE].to_numpy(dtype="float64") if NAIVE in frame else np.full(len(frame), np.nan)
-    )
+    if NAIVE not in frame:  # no baseline to hold it against: the plain regression figures
+        raw = model.predict(frame[feature_names])
+        return RegressionEvaluation(
+            {
+                "rmse": float(np.sqrt(((y - raw) ** 2).mean())),
+                "mae": float(np.abs(y - raw).mean()),
+                "r2": float(1 - ((y - raw) ** 2).sum() / (((y - y.mean()) ** 2).sum() or 1.0)),
+            }
+        )
+    pred = np.clip(model.predict(frame[feature_names]), 0.0, None)
+    naive = frame[NAIVE].to_numpy(dtype="float64")
     result = RegressionEvaluation(forecast_metrics(y, pred, naive))
     if keys and EVENT_TS in frame:
         shown = frame.assign(_pred=pred)
