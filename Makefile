@@ -6,7 +6,8 @@ ESTEIRA := .venv/bin/esteira
 # uv from PATH, else the copy `pip install uv` puts next to python3 (wherever that is)
 UV      := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 CONFIG  ?=
-CFG     := $(if $(CONFIG),--config $(CONFIG),)
+USECASE ?=
+CFG     := $(if $(CONFIG),--config $(CONFIG),) $(if $(USECASE),--usecase $(USECASE),)
 PERIOD  ?= drifted
 RUNNER  ?= subprocess
 RUNTIME ?= process
@@ -93,7 +94,7 @@ feast-serve: setup ## start `feast serve` on 127.0.0.1 for feature_repo/
 	@$(ESTEIRA) $(CFG) feast-serve
 
 bench: setup deps ## benchmarks (never tests): results in dist/bench/
-	@$(PY) -m bench
+	@$(if $(USECASE),ESTEIRA_USE_CASE=$(USECASE) ,)$(PY) -m bench
 
 monitor: setup ## monitoring over the prediction log (PERIOD=drifted or stable)
 	@$(ESTEIRA) $(CFG) monitor --period $(PERIOD)
@@ -109,4 +110,4 @@ soak: setup ## the training pipeline RUNS times in a row (20, small data): dist/
 	@$(PY) -m bench.soak --runs $(RUNS)
 
 clean: ## remove generated outputs (keeps .venv)
-	rm -rf dist data local_outputs feature_repo/data
+	rm -rf dist data local_outputs feature_repo/data feature_repo/*/data

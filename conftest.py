@@ -61,3 +61,16 @@ def kserve_schemas() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def demand(tmp_path_factory: pytest.TempPathFactory):
+    """The demand forecasting use case at a tiny size (3 stores x 5 items x 120 days), its
+    features published and applied once per session: (settings, contract, raw data)."""
+    from testkit.demand import demand_store, generate
+
+    raw = generate(stores=3, items=5, days=120, seed=7)
+    settings, contract = demand_store(
+        tmp_path_factory.mktemp("demand"), raw, model={"hyperparameters": {"max_iter": 80}}
+    )
+    return settings, contract, raw

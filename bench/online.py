@@ -50,13 +50,13 @@ def timed(fn: Callable[[], Any], iterations: int = ITERATIONS) -> dict[str, floa
 
 def _prepare_repo(work: Path, machines: int, days: int) -> Settings:
     from esteira.contract import load_contract
-    from esteira.data import generate_fleet
     from esteira.feast_repo import apply_definitions, materialize, publish_sources
     from esteira.features import compute_feature_tables
+    from testkit.pipeline import generate_fleet
 
     repo = work / "feature_repo"
     repo.mkdir(parents=True)
-    for path in (ROOT / "feature_repo").iterdir():
+    for path in (ROOT / "feature_repo" / "predictive_maintenance").iterdir():
         if path.suffix in (".py", ".yaml"):
             shutil.copy(path, repo / path.name)
     settings = Settings(features={"repo_path": str(repo)})

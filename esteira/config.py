@@ -36,6 +36,10 @@ class DataSettings(_Section):
     start: str = "2025-01-01"
     seed: int = 42
     period: Literal["normal", "stable", "drifted"] = "normal"
+    generator: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the use case's own data-generator parameters (its usecase.yaml sets them)",
+    )
 
 
 class StorageSettings(_Section):
@@ -144,6 +148,16 @@ class GateSettings(_Section):
     compare_metric: str = "roc_auc"
     direction: Literal["maximize", "minimize"] = "maximize"
     min_improvement: float = Field(0.0, ge=0)
+
+
+class EvaluationSettings(_Section):
+    """Regression: the rolling-origin backtest and what the report breaks errors down by."""
+
+    backtest_folds: int = Field(3, ge=1, le=20, description="rolling origins over the hold-out")
+    segments: list[str] = Field(
+        default_factory=list, description="hold-out columns to break the error down by"
+    )
+    series: int = Field(3, ge=0, le=20, description="forecast-vs-actual series in the report")
 
 
 class ImageSettings(_Section):
@@ -266,17 +280,44 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
+    use_case: str = Field(
+        "",
+        description="feature_repo/<use_case>/ (or its model's name); empty: the default use case",
+    )
     data: DataSettings = Field(default_factory=DataSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     image: ImageSettings = Field(default_factory=ImageSettings)
     kserve: KServeSettings = Field(default_factory=KServeSettings)
     kfp: KFPSettings = Field(default_factory=KFPSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _use_case_settings_underneath(cls, values: Any) -> Any:
+        """The use case's settings (its usecase.yaml) under whatever was given."""
+        if not isinstance(values, dict):
+            return values
+        from esteira import usecase
+
+        try:
+            case = usecase.load(values.get("use_case") or None)
+        except usecase.UseCaseError as exc:
+            # not a ValueError: pydantic lets it through as the one line it is
+            raise ConfigError(
+                "use_case",
+                str(exc),
+                "name a directory under feature_repo/ (or its model) with --usecase, "
+                "ESTEIRA_USE_CASE or `use_case:` in the config",
+            ) from None
+        merged = usecase.merge(case.settings, values)
+        merged["use_case"] = case.name
+        return merged
 
     @field_validator("gate")
     @classmethod
@@ -329,6 +370,12 @@ KNOWN_METRICS = {
     # classification: fn_cost x missed + fp_cost x false alarms per 1,000 hold-out rows
     # at the model's decision_threshold (model.threshold's costs)
     "expected_cost": "minimize",
+    # regression against the seasonal-naive baseline (esteira/regression.py)
+    "wape": "minimize",
+    "mase": "minimize",
+    "wape_improvement": "maximize",
+    "backtest_wape": "minimize",
+    "backtest_wape_improvement": "maximize",
 }
 
 

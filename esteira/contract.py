@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from esteira.errors import ConfigError
 
+TTL_DOC = "how old a value may be and still be served (Feast TTL); default per kind"
 DType = Literal["datetime", "int", "float", "string", "bool"]
 
 
@@ -29,65 +30,192 @@ class Column(_Strict):
 
 
 class Label(_Strict):
+    """What a model predicts for an entity at time t.
+
+    * ``kind: event`` (classification): 1 when ``event`` is non-zero in a row within
+      (t, t + horizon], else 0;
+    * ``kind: value`` (regression): the value of ``column`` in the row that becomes known
+      at t + horizon (its timestamp + ``available_after_hours``): "sales h hours ahead".
+    """
+
     name: str
-    event: str
+    kind: Literal["event", "value"] = "event"
+    event: str | None = None
+    column: str | None = None
     horizon_hours: int = Field(ge=1)
+    classes: list[str] = Field(
+        default_factory=lambda: ["0", "1"],
+        min_length=2,
+        max_length=2,
+        description="event labels: what 0 and 1 are called in reports",
+    )
+    season_hours: int | None = Field(
+        None, ge=1, description="value labels: the seasonal-naive baseline's season (e.g. 168)"
+    )
+
+    @model_validator(mode="after")
+    def _kind_needs_its_column(self) -> Label:
+        if self.kind == "event" and not self.event:
+            raise ValueError("label.kind 'event' needs `event`: the column whose 1s are events")
+        if self.kind == "value" and not self.column:
+            raise ValueError("label.kind 'value' needs `column`: the column to forecast")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The raw column the label comes from."""
+        return str(self.event if self.kind == "event" else self.column)
 
 
 class Rolling(_Strict):
+    """Time windows over past rows per entity: ``<col>_<stat>_<hours>h``."""
+
     table: str
+    ttl_hours: int | None = Field(None, ge=1, description=TTL_DOC)
     columns: list[str]
     windows_hours: list[int]
     stats: list[Literal["mean", "std", "min", "max", "sum"]]
 
 
+class Lags(_Strict):
+    """Past values per entity: ``<col>_lag_<k>`` is the value ``k - 1`` steps before the newest
+    known one (``lag_1``: the newest), by time (a missing step is a missing value)."""
+
+    table: str
+    ttl_hours: int | None = Field(None, ge=1, description=TTL_DOC)
+    columns: list[str]
+    lags: list[int] = Field(min_length=1)
+    step_hours: int = Field(24, ge=1)
+
+    @model_validator(mode="after")
+    def _positive(self) -> Lags:
+        if min(self.lags) < 1:
+            raise ValueError("lags start at 1 (the newest known value)")
+        return self
+
+
+CalendarPart = Literal[
+    "day_of_week", "day_of_month", "month", "day_of_year", "is_holiday", "days_to_holiday"
+]
+
+
+class Calendar(_Strict):
+    """Calendar of the moment a prediction is for (the entity row's time): the day of week, the
+    month, ... and ``holidays`` (month-day, ``"12-25"``) known in advance."""
+
+    table: str
+    ttl_hours: int | None = Field(None, ge=1, description=TTL_DOC)
+    parts: list[CalendarPart]
+    holidays: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _month_days(self) -> Calendar:
+        for day in self.holidays:
+            month, _, dom = day.partition("-")
+            if not (month.isdigit() and dom.isdigit() and 1 <= int(month) <= 12):
+                raise ValueError(f"holiday {day!r} is not MM-DD")
+        return self
+
+
 class Static(_Strict):
     table: str
+    ttl_hours: int | None = Field(None, ge=1, description=TTL_DOC)
     columns: list[str]
 
 
 class Events(_Strict):
     table: str
+    ttl_hours: int | None = Field(None, ge=1, description=TTL_DOC)
     counts: dict[str, int] = Field(default_factory=dict)
     since: list[str] = Field(default_factory=list)
     since_cap_hours: int = 2160
 
 
+class OnDemand(_Strict):
+    """A feature computed at request time from a request value (and a stored feature):
+
+    * ``identity``: the request value itself;
+    * ``ratio``: request value / (feature + epsilon), e.g. today's price against its mean;
+    * ``zscore``: (request value - feature) / (``scale`` feature + epsilon).
+    """
+
+    name: str
+    op: Literal["identity", "ratio", "zscore"]
+    request: str
+    feature: str | None = None
+    scale: str | None = None
+
+    @model_validator(mode="after")
+    def _operands(self) -> OnDemand:
+        if self.op in ("ratio", "zscore") and not self.feature:
+            raise ValueError(f"on_demand {self.name}: op {self.op!r} needs `feature`")
+        if self.op == "zscore" and not self.scale:
+            raise ValueError(f"on_demand {self.name}: op 'zscore' needs `scale`")
+        return self
+
+
 class FeatureSpec(_Strict):
-    rolling: Rolling
-    static: Static
-    events: Events
+    rolling: Rolling | None = None
+    lags: Lags | None = None
+    calendar: Calendar | None = None
+    static: Static | None = None
+    events: Events | None = None
+    on_demand: list[OnDemand] | None = None  # absent: a z-score per request value (legacy)
 
 
 class Contract(_Strict):
-    entity: str
+    entity: str | list[str]
     timestamp: str
     unique: list[str]
     columns: dict[str, Column]
     label: Label
     request: dict[str, str] = Field(default_factory=dict)
     features: FeatureSpec
+    available_after_hours: float = Field(
+        0.0, ge=0, description="a row's values are known this long after its timestamp"
+    )
 
     @model_validator(mode="after")
     def _columns_exist(self) -> Contract:
-        named = [
-            self.entity,
-            self.timestamp,
-            *self.unique,
-            self.label.event,
-            *self.request.values(),
-        ]
-        named += self.features.rolling.columns + self.features.static.columns
-        named += list(self.features.events.counts) + self.features.events.since
+        named = [*self.keys, self.timestamp, *self.unique, self.label.source]
+        named += list(self.request.values())
+        f = self.features
+        if f.rolling:
+            named += f.rolling.columns
+        if f.lags:
+            named += f.lags.columns
+        if f.static:
+            named += f.static.columns
+        if f.events:
+            named += list(f.events.counts) + f.events.since
         missing = sorted(set(named) - set(self.columns))
         if missing:
             raise ValueError(f"columns {missing} are used but not declared under `columns`")
+        for spec in f.on_demand or []:
+            if spec.request not in self.request:
+                raise ValueError(
+                    f"on_demand {spec.name}: request value {spec.request!r} is not under `request`"
+                )
+        for key in self.keys:
+            if self.columns[key].dtype not in ("int", "string"):
+                raise ValueError(f"entity key {key!r} must be an int or string column")
         return self
+
+    @property
+    def keys(self) -> list[str]:
+        """The entity's join keys: one column, or several (a composite key)."""
+        return [self.entity] if isinstance(self.entity, str) else list(self.entity)
+
+    @property
+    def task(self) -> str:
+        """What the label asks for: an event is a classification, a value a regression."""
+        return "classification" if self.label.kind == "event" else "regression"
 
     @property
     def source_tables(self) -> list[str]:
         f = self.features
-        return [f.rolling.table, f.static.table, f.events.table]
+        specs = (f.rolling, f.static, f.events, f.lags, f.calendar)
+        return [spec.table for spec in specs if spec is not None]
 
 
 def load_contract(repo_path: str | Path) -> Contract:

@@ -64,15 +64,10 @@ def score(
     (the model's own, from its training), its costs ``cfg.threshold``'s."""
     y = frame[label].to_numpy()
     X = frame[feature_names]
-    if cfg.task == "regression":
-        pred = model.predict(X)
-        return Evaluation(
-            {
-                "rmse": float(np.sqrt(skm.mean_squared_error(y, pred))),
-                "mae": float(skm.mean_absolute_error(y, pred)),
-                "r2": float(skm.r2_score(y, pred)),
-            }
-        )
+    if cfg.task == "regression":  # esteira/regression.py: against the seasonal-naive baseline
+        from esteira.regression import score as score_forecast
+
+        return Evaluation(score_forecast(model, frame, feature_names, label).metrics)
     proba = model.predict_proba(X)[:, 1]
     pred = (proba >= decision_threshold).astype(int)
     view = threshold_view(y, proba, decision_threshold, cfg.threshold)

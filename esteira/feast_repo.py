@@ -129,7 +129,8 @@ def apply_definitions(settings: Settings) -> dict[str, Any]:
     objects = load_definitions(settings)
     store = feature_store(settings)
     views, odfvs = objects["feature_views"], objects["on_demand_feature_views"]
-    wanted = [objects["entity"], *views, *odfvs, objects["feature_service"]]
+    entities = objects.get("entities") or [objects["entity"]]
+    wanted = [*entities, *views, *odfvs, objects["feature_service"]]
     changed = [obj for obj in wanted if _fingerprint(_registered(store, obj)) != _fingerprint(obj)]
     if changed:
         store.apply(changed)
@@ -184,17 +185,17 @@ def feature_names_of(store: Any, service_name: str) -> list[str]:
     return names
 
 
-def _check_entity_frame(entity_df: pd.DataFrame, entity: str) -> None:
-    missing = [c for c in (entity, EVENT_TS) if c not in entity_df.columns]
+def _check_entity_frame(entity_df: pd.DataFrame, keys: list[str]) -> None:
+    missing = [c for c in (*keys, EVENT_TS) if c not in entity_df.columns]
     if missing:
         raise DataError("entity_df", f"lacks columns {missing}", "build it with label_frame")
     if entity_df.empty:
         raise DataError("entity_df", "has no rows", "check the labelled data")
-    dup = int(entity_df.duplicated([entity, EVENT_TS]).sum())
+    dup = int(entity_df.duplicated([*keys, EVENT_TS]).sum())
     if dup:
         raise DataError(
             "entity_df",
-            f"{dup} rows repeat an ({entity}, {EVENT_TS}) pair; Feast would merge them",
+            f"{dup} rows repeat an ({', '.join(keys)}, {EVENT_TS}) pair; Feast would merge them",
             "deduplicate the entity rows",
         )
 
@@ -232,7 +233,7 @@ def build_training_set(entity_df: pd.DataFrame, settings: Settings) -> TrainingS
     store = feature_store(settings)
     name = settings.features.feature_service
     keys = [e.join_key for e in store.list_entities()]
-    _check_entity_frame(entity_df, keys[0])
+    _check_entity_frame(entity_df, keys)
     views = service_views(store, name)
     feature_names = feature_names_of(store, name)
 

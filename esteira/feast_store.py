@@ -3,7 +3,7 @@
 One place decides how Feast is configured:
 
 * the registry and the SQLite online store are the paths in the repository's
-  own ``feature_store.yaml``, so ``feast -c feature_repo ...`` sees what the
+  own ``feature_store.yaml``, so ``feast -c feature_repo/<use case> ...`` sees what the
   SDK wrote;
 * ``features.online_store: redis`` swaps the online store for Redis at
   ``features.redis_connection``;
@@ -84,7 +84,7 @@ def repo_dir(settings: Settings) -> Path:
         raise ConfigError(
             "features.repo_path",
             f"{repo} has no {FEATURE_STORE_YAML}",
-            "point it at the Feast repository (default: feature_repo)",
+            "point it at a use case's Feast repository (feature_repo/<use case>/)",
         )
     return repo
 

@@ -8,6 +8,8 @@ Feast's point-in-time join uses.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -17,14 +19,34 @@ EVENT_TS = "event_timestamp"
 
 
 def _sorted(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
-    return raw.sort_values([c.entity, c.timestamp], kind="stable").reset_index(drop=True)
+    return raw.sort_values([*c.keys, c.timestamp], kind="stable").reset_index(drop=True)
+
+
+def _known_at(frame: pd.DataFrame, c: Contract) -> pd.Series:
+    """When each row's values become known: its timestamp + ``available_after_hours``."""
+    return frame[c.timestamp] + pd.Timedelta(hours=c.available_after_hours)
+
+
+def _group_key(frame: pd.DataFrame, c: Contract) -> pd.Series | list[str]:
+    """What rolling windows group by: the key column, or the composite key as one series."""
+    if len(c.keys) == 1:
+        return c.keys[0]
+    return frame.groupby(c.keys, sort=False).ngroup()
+
+
+def _key_columns(frame: pd.DataFrame, c: Contract) -> dict[str, np.ndarray]:
+    return {k: frame[k].to_numpy() for k in c.keys}
 
 
 def rolling_table(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
     spec = c.features.rolling
+    assert spec is not None
     frame = _sorted(raw, c)
-    out = {c.entity: frame[c.entity].to_numpy(), EVENT_TS: frame[c.timestamp].to_numpy()}
-    grouped = frame.set_index(c.timestamp).groupby(c.entity, sort=False)[spec.columns]
+    out = {**_key_columns(frame, c), EVENT_TS: _known_at(frame, c).to_numpy()}
+    group = _group_key(frame, c)
+    by = frame[group].to_numpy() if isinstance(group, str) else group.to_numpy()
+    indexed = frame[spec.columns].set_index(frame[c.timestamp])
+    grouped = indexed.groupby(by, sort=False)
     for hours in spec.windows_hours:
         window = grouped.rolling(f"{hours}h", min_periods=1)
         for stat in spec.stats:
@@ -36,28 +58,95 @@ def rolling_table(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def lag_table(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
+    """``<col>_lag_<k>``: the value ``(k - 1) * step`` before the row's, matched by time."""
+    spec = c.features.lags
+    assert spec is not None
+    frame = _sorted(raw, c)
+    out = pd.DataFrame({**_key_columns(frame, c), EVENT_TS: _known_at(frame, c).to_numpy()})
+    base = frame[[*c.keys, c.timestamp, *spec.columns]]
+    for k in spec.lags:
+        shifted = base.copy()
+        shifted[c.timestamp] = shifted[c.timestamp] + pd.Timedelta(hours=(k - 1) * spec.step_hours)
+        shifted = shifted.rename(columns={col: f"{col}_lag_{k}" for col in spec.columns})
+        joined = frame[[*c.keys, c.timestamp]].merge(shifted, on=[*c.keys, c.timestamp], how="left")
+        for col in spec.columns:
+            out[f"{col}_lag_{k}"] = joined[f"{col}_lag_{k}"].to_numpy(dtype="float64")
+    return out
+
+
+def calendar_values(moments: pd.Series, spec: Any) -> dict[str, np.ndarray]:
+    """The calendar parts of each moment (the time a prediction is for)."""
+    ts = pd.to_datetime(moments, utc=True)
+    holidays = {tuple(int(x) for x in d.split("-")) for d in spec.holidays}
+    out: dict[str, np.ndarray] = {}
+    day = ts.dt.floor("D")
+    for part in spec.parts:
+        if part == "day_of_week":
+            out[part] = ts.dt.dayofweek.to_numpy(dtype="int64")
+        elif part == "day_of_month":
+            out[part] = ts.dt.day.to_numpy(dtype="int64")
+        elif part == "month":
+            out[part] = ts.dt.month.to_numpy(dtype="int64")
+        elif part == "day_of_year":
+            out[part] = ts.dt.dayofyear.to_numpy(dtype="int64")
+        elif part == "is_holiday":
+            md = zip(ts.dt.month, ts.dt.day, strict=True)
+            out[part] = np.array([m in holidays for m in md], dtype="int64")
+        elif part == "days_to_holiday":  # 0 on a holiday, up to 7 (none within a week)
+            until = np.full(len(ts), 7, dtype="int64")
+            for ahead in range(6, -1, -1):
+                later = day + pd.Timedelta(days=ahead)
+                hit = np.array(
+                    [m in holidays for m in zip(later.dt.month, later.dt.day, strict=True)]
+                )
+                until[hit] = ahead
+            out[part] = until
+    return out
+
+
+def calendar_table(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
+    """Per entity and moment a row becomes known: the calendar of that moment, which is the
+    time the entity rows stamped then predict for."""
+    spec = c.features.calendar
+    assert spec is not None
+    frame = _sorted(raw, c)
+    known = _known_at(frame, c)
+    out = pd.DataFrame({**_key_columns(frame, c), EVENT_TS: known.to_numpy()})
+    moments = pd.Index(known.unique())  # a few hundred days for millions of rows
+    where = moments.get_indexer(known)
+    for name, values in calendar_values(pd.Series(moments), spec).items():
+        out[name] = values[where]
+    return out
+
+
 def static_table(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
     """One row per entity and distinct attribute values, stamped when first seen."""
+    assert c.features.static is not None
     cols = c.features.static.columns
     frame = _sorted(raw, c)
-    changed = frame[[c.entity, *cols]].ne(frame[[c.entity, *cols]].shift()).any(axis=1)
-    table = frame.loc[changed, [c.entity, c.timestamp, *cols]]
-    return table.rename(columns={c.timestamp: EVENT_TS}).reset_index(drop=True)
+    frame = frame.assign(**{EVENT_TS: _known_at(frame, c)})
+    changed = frame[[*c.keys, *cols]].ne(frame[[*c.keys, *cols]].shift()).any(axis=1)
+    table = frame.loc[changed, [*c.keys, EVENT_TS, *cols]]
+    return table.reset_index(drop=True)
 
 
 def events_table(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
     spec = c.features.events
+    assert spec is not None
     frame = _sorted(raw, c)
     ts = frame[c.timestamp]
-    out = pd.DataFrame({c.entity: frame[c.entity], EVENT_TS: ts})
-    grouped = frame.set_index(c.timestamp).groupby(c.entity, sort=False)
+    out = pd.DataFrame({**_key_columns(frame, c), EVENT_TS: _known_at(frame, c)})
+    group = _group_key(frame, c)
+    by = frame[group].to_numpy() if isinstance(group, str) else group.to_numpy()
+    grouped = frame.set_index(c.timestamp).groupby(by, sort=False)
     for col, hours in spec.counts.items():
         sums = grouped[col].rolling(f"{hours}h", min_periods=1).sum()
         out[f"{col}_sum_{hours}h"] = sums.to_numpy(dtype="float64")
     hours_since_epoch = (ts - pd.Timestamp(0, tz=ts.dt.tz)).dt.total_seconds() / 3600
     for col in spec.since:
         last = hours_since_epoch.where(frame[col] > 0)
-        last = last.groupby(frame[c.entity]).ffill()
+        last = last.groupby(by).ffill()
         since = (
             (hours_since_epoch - last).fillna(spec.since_cap_hours).clip(upper=spec.since_cap_hours)
         )
@@ -65,31 +154,49 @@ def events_table(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
     return out
 
 
+_TABLES = {
+    "rolling": rolling_table,
+    "static": static_table,
+    "events": events_table,
+    "lags": lag_table,
+    "calendar": calendar_table,
+}
+
+
 def compute_feature_tables(raw: pd.DataFrame, c: Contract) -> dict[str, pd.DataFrame]:
-    """The three source tables named in the contract."""
-    f = c.features
-    return {
-        f.rolling.table: rolling_table(raw, c),
-        f.static.table: static_table(raw, c),
-        f.events.table: events_table(raw, c),
-    }
+    """Every source table the contract names, by table name."""
+    tables = {}
+    for kind, build in _TABLES.items():
+        spec = getattr(c.features, kind)
+        if spec is not None:
+            tables[spec.table] = build(raw, c)
+    return tables
+
+
+def _sample(frame: pd.DataFrame, c: Contract, every_hours: int) -> pd.Series:
+    """One row per entity every ``every_hours`` (the first of each bucket)."""
+    bucket = frame[c.timestamp].dt.floor(f"{every_hours}h")
+    return ~frame[c.keys].assign(_b=bucket).duplicated()
 
 
 def label_frame(raw: pd.DataFrame, c: Contract, sample_every_hours: int) -> pd.DataFrame:
-    """Entity rows (entity, event_timestamp, label, request-time values) for training.
+    """Entity rows (keys, event_timestamp, label, request-time values) for training.
 
-    The label is 1 when the event happens in (t, t + horizon]. Rows whose horizon
-    runs past the end of the data are dropped: their label is not known yet.
-    One row per entity every ``sample_every_hours`` keeps the set small and the
-    rows less correlated.
+    ``event`` labels are 1 when the event happens in (t, t + horizon]; rows whose horizon
+    runs past the end of the data are dropped (their label is not known yet).
+    ``value`` labels: each raw row is the label of the entity row at
+    t = its timestamp + available_after - horizon, the moment its value is ``horizon``
+    ahead; its request-time values are that row's (planned ahead, e.g. price, promotion).
+    One row per entity every ``sample_every_hours`` keeps the set small and the rows
+    less correlated.
     """
+    if c.label.kind == "value":
+        return _value_labels(raw, c, sample_every_hours)
     frame = _sorted(raw, c)
     ts = frame[c.timestamp]
-    bucket = ts.dt.floor(f"{sample_every_hours}h")
-    keep = ~pd.DataFrame({"e": frame[c.entity], "b": bucket}).duplicated()
-    rows = frame.loc[keep].copy()
+    rows = frame.loc[_sample(frame, c, sample_every_hours)].copy()
 
-    events = frame.loc[frame[c.label.event] > 0, [c.entity, c.timestamp]]
+    events = frame.loc[frame[c.label.source] > 0, [*c.keys, c.timestamp]]
     events = events.rename(columns={c.timestamp: "_next_event"}).sort_values("_next_event")
     rows = rows.sort_values(c.timestamp)
     joined = pd.merge_asof(
@@ -97,7 +204,7 @@ def label_frame(raw: pd.DataFrame, c: Contract, sample_every_hours: int) -> pd.D
         events,
         left_on=c.timestamp,
         right_on="_next_event",
-        by=c.entity,
+        by=c.keys,
         direction="forward",
         allow_exact_matches=False,
     )
@@ -105,10 +212,21 @@ def label_frame(raw: pd.DataFrame, c: Contract, sample_every_hours: int) -> pd.D
     known = joined[c.timestamp] <= ts.max() - horizon
     joined = joined.loc[known]
     label = (joined["_next_event"] - joined[c.timestamp]) <= horizon
-    out = pd.DataFrame(
-        {c.entity: joined[c.entity].to_numpy(), EVENT_TS: joined[c.timestamp].to_numpy()}
-    )
+    out = pd.DataFrame({k: joined[k].to_numpy() for k in c.keys})
+    out[EVENT_TS] = joined[c.timestamp].to_numpy()
     out[c.label.name] = label.to_numpy(dtype=np.int64)
     for name, column in c.request.items():
         out[name] = joined[column].to_numpy(dtype="float64")
-    return out.sort_values([EVENT_TS, c.entity], kind="stable").reset_index(drop=True)
+    return out.sort_values([EVENT_TS, *c.keys], kind="stable").reset_index(drop=True)
+
+
+def _value_labels(raw: pd.DataFrame, c: Contract, sample_every_hours: int) -> pd.DataFrame:
+    frame = _sorted(raw, c)
+    rows = frame.loc[_sample(frame, c, sample_every_hours)]
+    shift = pd.Timedelta(hours=c.available_after_hours - c.label.horizon_hours)
+    out = pd.DataFrame({k: rows[k].to_numpy() for k in c.keys})
+    out[EVENT_TS] = (rows[c.timestamp] + shift).to_numpy()
+    out[c.label.name] = rows[c.label.source].to_numpy(dtype="float64")
+    for name, column in c.request.items():
+        out[name] = rows[column].to_numpy(dtype="float64")
+    return out.sort_values([EVENT_TS, *c.keys], kind="stable").reset_index(drop=True)

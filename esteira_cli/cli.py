@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -22,6 +23,10 @@ from esteira_cli import commands
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="esteira", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML configuration file (env ESTEIRA_* overrides it)")
+    parser.add_argument(
+        "--usecase",
+        help="a use case: feature_repo/<name>/ or its model's name (default: feature_repo/usecases.yaml)",
+    )
     parser.add_argument("--version", action="version", version=f"esteira {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -41,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.usecase:
+        # as ESTEIRA_USE_CASE: it wins over the YAML file and reaches every child process
+        os.environ["ESTEIRA_USE_CASE"] = args.usecase
     try:
         settings = load_settings(args.config)
         return int(args.handler(args, settings) or 0)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from esteira.config import Settings, resolve_path
-from esteira.data import generate_fleet, write_fleet
+from esteira.data import write_fleet
 from esteira.errors import DataError
 from esteira_cli.local_run import LocalRun, run_pipeline, write_summary
 
@@ -15,17 +15,25 @@ DEMO_DATA_DIR = "data"  # where `make run` may write the seeded demo fleet
 
 
 def generate_command(settings: Settings, config_path: str | None = None) -> str:
-    """The exact command that writes the demo fleet the settings describe to data.source_uri."""
+    """The exact command that writes the demo data the settings describe to data.source_uri."""
+    from esteira.usecase import default_name, generator_arguments, generator_module, load
+
     d = settings.data
     cfg = f"--config {config_path} " if config_path else ""
+    if settings.use_case != default_name():
+        cfg += f"--usecase {settings.use_case} "
+    module = generator_module(load(settings.use_case))
+    args = generator_arguments(module.generate, d.model_dump()) if module else {}
+    shown = ("days", "start", "seed", "period")
+    params = "".join(f" --param {k}={v}" for k, v in sorted(args.items()) if k not in shown)
     return (
-        f"esteira {cfg}data generate --out {d.source_uri} --machines {d.machines} "
-        f"--days {d.days} --start {d.start} --seed {d.seed} --period {d.period}"
+        f"esteira {cfg}data generate --out {d.source_uri} "
+        f"--days {d.days} --start {d.start} --seed {d.seed} --period {d.period}{params}"
     )
 
 
 def ensure_demo_data(settings: Settings, config_path: str | None = None) -> bool:
-    """Generate the demo fleet when data.source_uri is a missing file under ``data/``.
+    """Generate the use case's demo data when data.source_uri is a missing file under ``data/``.
 
     A missing file anywhere else is a user's dataset that is not there: the run stops
     before any step starts, naming the command that would generate demo data there.
@@ -38,16 +46,19 @@ def ensure_demo_data(settings: Settings, config_path: str | None = None) -> bool
         raise DataError(
             "data.source_uri",
             f"no file at {path}",
-            f"point data.source_uri at your data, or generate the demo fleet there: "
+            f"point data.source_uri at your data, or generate the demo data there: "
             f"`{generate_command(settings, config_path)}`",
         )
-    d = settings.data
+    from esteira.usecase import describe_arguments, generate_data
+
+    started = time.monotonic()
+    frame, args = generate_data(settings)
     print(
-        f"[esteira] generating demo data: {d.machines} machines x {d.days} days -> {source}",
+        f"[esteira] generated {settings.use_case} demo data ({describe_arguments(args)}) "
+        f"-> {source}",
         flush=True,
     )
-    started = time.monotonic()
-    write_fleet(generate_fleet(d.machines, d.days, d.start, d.seed, d.period), str(path))
+    write_fleet(frame, str(path))
     print(f"[esteira] data ready in {time.monotonic() - started:.1f}s", flush=True)
     return True
 

@@ -6,13 +6,23 @@ import shutil
 from pathlib import Path
 
 from esteira.config import ROOT, Settings
-from esteira.data import generate_fleet, write_fleet
+from esteira.data import write_fleet
+
+PM_REPO = ROOT / "feature_repo" / "predictive_maintenance"
 
 
-def copy_feature_repo(dest: Path) -> Path:
-    """The feature repository's definitions in ``dest``, without any data of the real one."""
+def generate_fleet(*args, **kwargs):
+    """Predictive maintenance's seeded fleet (its use case's generator.py)."""
+    from esteira.usecase import generator_module, load
+
+    return generator_module(load(PM_REPO.name)).generate_fleet(*args, **kwargs)
+
+
+def copy_feature_repo(dest: Path, source: Path = PM_REPO) -> Path:
+    """A use case's feature repository (default: predictive maintenance) in ``dest``, without
+    any data of the real one."""
     shutil.copytree(
-        ROOT / "feature_repo",
+        source,
         dest,
         ignore=shutil.ignore_patterns("data", "__pycache__", "*.db"),
         dirs_exist_ok=True,

@@ -146,7 +146,6 @@ def build_world(
     """Data -> Feast sources -> training set -> registered model -> materialized online store."""
     from esteira.config import load_settings
     from esteira.contract import load_contract
-    from esteira.data import generate_fleet
     from esteira.feast_repo import (
         apply_definitions,
         build_training_set,
@@ -156,6 +155,7 @@ def build_world(
     from esteira.features import compute_feature_tables, label_frame
     from esteira.registry import MODEL_FILE, Registry
     from esteira.storage import LocalStorage
+    from testkit.pipeline import generate_fleet
 
     root.mkdir(parents=True, exist_ok=True)
     repo = copy_feature_repo(root / "feature_repo")

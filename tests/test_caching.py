@@ -13,9 +13,9 @@ import pytest
 from kfp import compiler, dsl
 
 from esteira.config import Settings
-from esteira.data import generate_fleet, write_fleet
+from esteira.data import write_fleet
 from esteira_cli.local_run import run_pipeline
-from testkit.pipeline import small_workspace
+from testkit.pipeline import generate_fleet, small_workspace
 
 pytestmark = pytest.mark.slow
 

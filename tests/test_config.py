@@ -126,3 +126,16 @@ def test_pipeline_parameter_round_trips_and_is_canonical():
 def test_credentials_are_not_configuration():
     fields = str(Settings.model_json_schema()).lower()
     assert "secret_key" not in fields and "access_key" not in fields and "password" not in fields
+
+
+def test_an_unknown_use_case_is_one_line_naming_the_ones_there_are(monkeypatch) -> None:
+    monkeypatch.setenv("ESTEIRA_USE_CASE", "nope")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert err.value.message.startswith("use_case: no use case 'nope'")
+    assert "demand_forecasting, predictive_maintenance" in err.value.message
+    monkeypatch.setenv("ESTEIRA_USE_CASE", "demand-forecast")  # a use case's model name
+    settings = load_settings()
+    assert settings.use_case == "demand_forecasting" and settings.data.generator["stores"] == 50
+    monkeypatch.delenv("ESTEIRA_USE_CASE")
+    assert Settings().use_case == "predictive_maintenance"  # the default (usecases.yaml)

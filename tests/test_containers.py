@@ -21,9 +21,10 @@ import pytest
 
 from esteira import engine
 from esteira.config import Settings
-from esteira.data import generate_fleet, write_fleet
+from esteira.data import write_fleet
 from esteira.errors import EsteiraError
 from esteira_cli.local_run import run_pipeline
+from testkit.pipeline import generate_fleet
 from tests.tiny_pipelines import compile_to, tiny_copy, tiny_forgets
 
 CI = os.environ.get("CI", "").lower() == "true"

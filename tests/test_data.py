@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from esteira.data import COLUMNS, generate_fleet
+from testkit.pipeline import PM_REPO, generate_fleet
 
 
 def test_same_seed_same_data_other_seed_other_data():
@@ -11,8 +11,12 @@ def test_same_seed_same_data_other_seed_other_data():
 
 
 def test_shape_keys_and_types():
+    import yaml
+
     df = generate_fleet(machines=6, days=4)
-    assert list(df.columns) == COLUMNS
+    assert list(df.columns) == list(
+        yaml.safe_load((PM_REPO / "dataset.yaml").read_text())["columns"]
+    )
     assert len(df) == 6 * 4 * 24
     assert sorted(df.machine_id.unique()) == list(range(1, 7))
     assert not df.duplicated(["machine_id", "timestamp"]).any()

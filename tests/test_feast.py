@@ -11,7 +11,6 @@ import pytest
 from esteira import feast_repo as feast_ops
 from esteira.config import Settings
 from esteira.contract import load_contract
-from esteira.data import generate_fleet
 from esteira.errors import DataError
 from esteira.feast_store import feature_store, read_sentinel, repo_config
 from esteira.features import compute_feature_tables, label_frame
@@ -22,6 +21,7 @@ from esteira.online import (
     OnlineStoreUnavailable,
     UnknownEntityError,
 )
+from testkit.pipeline import generate_fleet
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = "UTC"
@@ -32,7 +32,7 @@ def repo(tmp_path: Path) -> Path:
     """A private copy of the feature repository (never the real feature_repo/data)."""
     target = tmp_path / "feature_repo"
     target.mkdir()
-    for path in (ROOT / "feature_repo").iterdir():
+    for path in (ROOT / "feature_repo" / "predictive_maintenance").iterdir():
         if path.suffix in (".py", ".yaml"):
             shutil.copy(path, target / path.name)
     return target
@@ -45,7 +45,7 @@ def settings_for(repo: Path, **features: object) -> Settings:
 @pytest.fixture(scope="module")
 def fleet() -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     raw = generate_fleet(machines=5, days=10, seed=7)
-    contract = load_contract(ROOT / "feature_repo")
+    contract = load_contract(ROOT / "feature_repo" / "predictive_maintenance")
     return compute_feature_tables(raw, contract), label_frame(raw, contract, 6)
 
 

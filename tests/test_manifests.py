@@ -305,7 +305,7 @@ def test_feature_server_and_redis(rendered: dict[str, list[Obj]], overlay: str) 
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == Settings().image.reference
     assert container["command"] == [
-        *("feast", "-c", "/app/feature_repo", "serve"),
+        *("feast", "-c", "/app/feature_repo/predictive_maintenance", "serve"),
         *("-h", "0.0.0.0", "-p", "6566"),
     ]
     for probe in ("readinessProbe", "livenessProbe"):

@@ -166,7 +166,9 @@ def test_rest_binary_flags_must_be_booleans_and_outputs_must_exist() -> None:
 
 # ---- metadata ----------------------------------------------------------------------------
 def test_signature_comes_from_the_contract() -> None:
-    inputs, outputs = contract_signature(load_contract(ROOT / "feature_repo"))
+    inputs, outputs = contract_signature(
+        load_contract(ROOT / "feature_repo" / "predictive_maintenance")
+    )
     assert [(t["name"], t["datatype"], t["shape"]) for t in inputs] == [
         ("machine_id", "INT64", [-1]),
         ("volt_now", "FP64", [-1]),
@@ -176,7 +178,9 @@ def test_signature_comes_from_the_contract() -> None:
 
 
 def test_another_use_case_lists_its_own_inputs() -> None:
-    data = yaml.safe_load((ROOT / "feature_repo" / "dataset.yaml").read_text())
+    data = yaml.safe_load(
+        (ROOT / "feature_repo" / "predictive_maintenance" / "dataset.yaml").read_text()
+    )
     data["entity"] = "model"  # a string key
     data["unique"] = ["model", "timestamp"]
     data["request"] = {"age_now": "age", "pressure_now": "pressure"}

@@ -24,6 +24,7 @@ def evaluate(
     from pathlib import Path
 
     from esteira.config import settings_from_json
+    from esteira.contract import load_contract
     from esteira.evaluation import score
     from esteira.kfp_support import guarded
     from esteira.parquet import read_parquet
@@ -34,6 +35,14 @@ def evaluate(
         settings = settings_from_json(config)
         info = json.loads(Path(model.path, "training.json").read_text())
         fitted = load_model(Path(model.path, "model.joblib"))
+        if settings.model.task == "regression":  # esteira/forecasting.py: forecasts, baseline
+            from esteira.forecasting import evaluate_forecast
+
+            scores, html = evaluate_forecast(fitted, read_parquet(holdout.path), info, settings)
+            for name, value in scores.items():
+                metrics.log_metric(name, round(value, 6))
+            Path(report.path).write_text(html)
+            return scores
         result = score(
             fitted,
             read_parquet(holdout.path),
@@ -50,7 +59,8 @@ def evaluate(
             metrics.log_metric("expected_cost_at_0.5", round(view["at_0.5"]["expected_cost"], 6))
         if result.roc:
             curves.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["threshold"])
-            curves.log_confusion_matrix(["no failure", "failure"], result.confusion)
+            classes = load_contract(settings.features.repo_path).label.classes
+            curves.log_confusion_matrix(classes, result.confusion)
         Path(report.path).write_text(
             render_metrics_html(
                 result.metrics,

@@ -10,6 +10,10 @@ settings a run uses are, lowest first:
 2. ``config``: a JSON object of sections merged key by key over them (partial is fine);
 3. every typed parameter whose value differs from its compile-time default.
 
+``use_case`` is the registered model's name; when it names a use case
+(``feature_repo/<use case>/``, by directory or model name) that use case's settings
+(its ``usecase.yaml``) come with it, between 1 and 2.
+
 A typed parameter changed in the form and set to another value in ``config`` too is a
 mistake, not a precedence puzzle: one line says to set it in one place. The result is
 validated as the configuration is at load time (one line naming the field and the fix).
@@ -21,6 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from esteira import usecase
 from esteira.config import Settings, settings_from_json, settings_to_json
 from esteira.errors import ConfigError
 
@@ -130,6 +135,11 @@ def resolve(defaults: str, config: str, parameters: RunParameters) -> Settings:
         for name in PARAMETER_KEYS
         if getattr(parameters, name) != getattr(initial, name)
     }
+    case = usecase.find(changed["use_case"]) if "use_case" in changed else None
+    if case is not None:
+        # a use case's name (or its model's): its settings, then `config` over them
+        values = _merge(usecase.merge(values, case.settings), override) | {"use_case": case.name}
+        changed.pop("use_case")
     for name, value in changed.items():
         key = PARAMETER_KEYS[name]
         given = _get(override, key)

@@ -29,6 +29,10 @@ def train(
         contract = load_contract(settings.features.repo_path)
         frame = read_parquet(training_set.path)
         features = list(training_set.metadata["feature_names"])
+        if settings.model.task == "regression":  # the seasonal-naive baseline, from the labels
+            from esteira.forecasting import add_baseline
+
+            frame = add_baseline(frame, contract)
         result = train_model(
             frame,
             features,
@@ -39,6 +43,19 @@ def train(
         os.makedirs(model.path, exist_ok=True)
         Path(model.path, "model.joblib").write_bytes(dump_model(result.model))
         info = result.info(contract.label.name, settings.model)
+        if settings.model.task == "regression":  # rolling-origin backtest over the hold-out
+            from components.train.logic import build_pipeline
+            from esteira.forecasting import run_backtest
+
+            numeric = [f for f in features if f not in result.categorical]
+
+            def fit(part):
+                pipeline = build_pipeline(settings.model, numeric, result.categorical)
+                return pipeline.fit(part[features], part[contract.label.name])
+
+            info["backtest"] = run_backtest(
+                frame, fit, features, result.split_time, contract, settings
+            )
         write_json(os.path.join(model.path, "training.json"), info)
         keys = ("family", "task", "decision_threshold")
         model.metadata.update(

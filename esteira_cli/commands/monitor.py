@@ -62,17 +62,19 @@ def period_window(settings: Settings, days: int) -> tuple[pd.Timestamp, pd.Times
 
 
 def generate_period(settings: Settings, period: str, days: int, out_dir: str | Path) -> Path:
-    """The period's telemetry for the training fleet, as Parquet under ``out_dir/data``."""
-    from esteira.data import generate_fleet, write_fleet
+    """The period's data for the training population, as Parquet under ``out_dir/data``."""
+    from esteira.data import write_fleet
+    from esteira.usecase import describe_arguments, generate_data
 
     if days < 3:
         raise ConfigError("--days", f"{days} is too short", "use at least 3 days")
     start, _ = period_window(settings, days)
-    d = settings.data
-    path = resolve_path(Path(out_dir) / "data" / f"fleet_{period}.parquet")
-    frame = generate_fleet(d.machines, days, start.strftime("%Y-%m-%d"), d.seed, period)
+    path = resolve_path(Path(out_dir) / "data" / f"{settings.use_case}_{period}.parquet")
+    frame, args = generate_data(
+        settings, days=days, start=start.strftime("%Y-%m-%d"), period=period
+    )
     write_fleet(frame, str(path))
-    print(f"[esteira] {period} period: {d.machines} machines x {days} days from {start:%Y-%m-%d}")
+    print(f"[esteira] {period} period: {describe_arguments(args)}")
     return path
 
 
@@ -182,6 +184,9 @@ def run_monitor(
 
 # ---- handlers --------------------------------------------------------------------------------
 def handle_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    from esteira_cli.support import require_servable
+
+    require_servable(settings, "monitor")
     summary = run_monitor(settings, args.period, days=args.days, out_dir=args.out)
     print(
         f"\n== monitoring ({summary['period']}): {summary['status']} in {summary['seconds']:.0f}s"

@@ -117,6 +117,9 @@ def _kserve_clients() -> tuple[Any, Any, Any]:
 
 
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
+    from esteira_cli.support import require_servable
+
+    require_servable(settings, "predict")
     info = _load(args.endpoints)
     sample = _with_machine(info, args.machine_id)
     calls = {

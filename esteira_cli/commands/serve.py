@@ -202,6 +202,9 @@ def _serve_metrics(sup: Supervisor, port: int) -> int | None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from esteira_cli.support import require_servable
+
+    require_servable(settings, "serve")
     version = _check_model(settings, args.version)
     out = resolve_path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,9 @@ from esteira.config import (
     Settings,
     StorageSettings,
 )
-from esteira.data import generate_fleet, write_fleet
+from esteira.data import write_fleet
 from esteira.safe_load import dump_model, load_model
+from testkit.pipeline import generate_fleet
 
 MACHINES, DAYS, PERIOD_DAYS = 40, 200, 14
 REPO_FILES = ("dataset.yaml", "definitions.py", "feature_store.yaml")
@@ -57,7 +58,7 @@ def train_production(settings: Settings) -> pd.DataFrame:
     repo = Path(settings.features.repo_path)
     repo.mkdir(parents=True, exist_ok=True)
     for name in REPO_FILES:
-        shutil.copy(ROOT / "feature_repo" / name, repo / name)
+        shutil.copy(ROOT / "feature_repo" / "predictive_maintenance" / name, repo / name)
     d = settings.data
     raw = generate_fleet(d.machines, d.days, d.start, d.seed, d.period)
     write_fleet(raw, d.source_uri)

@@ -7,7 +7,7 @@ import pytest
 from esteira.contract import load_contract
 from esteira.features import compute_feature_tables, label_frame
 
-CONTRACT = load_contract("feature_repo")
+CONTRACT = load_contract("feature_repo/predictive_maintenance")
 
 
 def raw(hours: int = 30, failure_at: int | None = 20) -> pd.DataFrame:

@@ -7,12 +7,13 @@ import pytest
 
 from esteira.config import Settings
 from esteira.contract import load_contract
-from esteira.data import generate_fleet, write_fleet
+from esteira.data import write_fleet
 from esteira.errors import DataError
 from esteira.ingest import detect_format, ingest
 from esteira.storage import open_storage
+from testkit.pipeline import generate_fleet
 
-CONTRACT = load_contract("feature_repo")
+CONTRACT = load_contract("feature_repo/predictive_maintenance")
 
 
 @pytest.fixture(scope="module")

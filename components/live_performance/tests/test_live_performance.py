@@ -123,7 +123,9 @@ def _registered(tmp_path: Path, metrics: dict[str, float], **extra: Any) -> Sett
     settings = make_settings(tmp_path)
     repo = Path(settings.features.repo_path)
     repo.mkdir(parents=True)
-    shutil.copy(ROOT / "feature_repo" / "dataset.yaml", repo / "dataset.yaml")
+    shutil.copy(
+        ROOT / "feature_repo" / "predictive_maintenance" / "dataset.yaml", repo / "dataset.yaml"
+    )
     registry = registry_for(settings)
     meta = {"metrics": metrics, "task": "classification", "feature_names": ["volt_mean_24h"]}
     meta |= extra
@@ -239,7 +241,7 @@ def test_monitor_without_production_model_says_run_make_run(
 
     settings = Settings(
         storage=StorageSettings(root=str(tmp_path / "store")),
-        features=FeatureSettings(repo_path=str(ROOT / "feature_repo")),
+        features=FeatureSettings(repo_path=str(ROOT / "feature_repo" / "predictive_maintenance")),
     )
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))

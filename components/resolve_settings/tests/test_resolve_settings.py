@@ -82,3 +82,24 @@ def test_a_mistake_is_one_line_naming_the_field(config, params, expected) -> Non
 
 def test_resolve_settings_yaml_has_the_component_interface(tmp_path: Path) -> None:
     assert_yaml_round_trip("resolve_settings", tmp_path)
+
+
+def test_use_case_naming_a_use_case_brings_its_settings_and_config_still_wins() -> None:
+    for name in ("demand_forecasting", "demand-forecast"):  # its directory or its model's name
+        settings = resolve(DEFAULTS, "", replace(FORM, use_case=name))
+        assert settings.use_case == "demand_forecasting"
+        assert settings.model.name == "demand-forecast" and settings.model.task == "regression"
+        assert settings.features.repo_path.endswith("demand_forecasting")
+        assert settings.gate.thresholds == {
+            "wape_improvement": 0.1,
+            "backtest_wape_improvement": 0.1,
+        }
+    settings = resolve(
+        DEFAULTS, '{"gate": {"min_improvement": 0.02}}', replace(FORM, use_case="demand-forecast")
+    )
+    assert settings.gate.min_improvement == 0.02 and settings.gate.compare_metric == "wape"
+    back = settings_to_json(settings)  # and from there back to the default use case
+    assert (
+        resolve(back, "", replace(parameters_from(settings), use_case="machine-failure")).model.task
+        == "classification"
+    )

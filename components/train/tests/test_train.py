@@ -12,12 +12,12 @@ from sklearn.metrics import roc_auc_score
 from components.train.logic import time_split, train_model
 from esteira.config import ModelSettings
 from esteira.contract import load_contract
-from esteira.data import generate_fleet
 from esteira.errors import ConfigError, DataError
 from esteira.evaluation import evaluate, score
 from esteira.features import compute_feature_tables, label_frame
+from testkit.pipeline import generate_fleet
 
-CONTRACT = load_contract("feature_repo")
+CONTRACT = load_contract("feature_repo/predictive_maintenance")
 
 
 FAST = {"max_iter": 40}  # the default family, kept small: these tests check behaviour, not quality

@@ -6,10 +6,10 @@ import pytest
 from components.validate.logic import validate
 from esteira.config import ValidationSettings
 from esteira.contract import load_contract
-from esteira.data import generate_fleet
 from esteira.errors import DataError
+from testkit.pipeline import generate_fleet
 
-CONTRACT = load_contract("feature_repo")
+CONTRACT = load_contract("feature_repo/predictive_maintenance")
 RULES = ValidationSettings(min_rows=10, max_null_ratio=0.01)
 NOW = pd.Timestamp("2026-01-01", tz="UTC")
 
