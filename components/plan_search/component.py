@@ -1,0 +1,21 @@
+"""The ``plan_search`` component: a thin ``@dsl.component`` wrapper around its logic.
+
+KFP serialises the body alone, so its imports live inside it. No
+``from __future__ import annotations``: KFP reads the real annotation objects.
+"""
+
+from esteira.kfp_support import component
+
+
+@component
+def plan_search(config: str) -> list[dict]:
+    """The hyperparameter search's trial batches (``model.search``), one per ParallelFor iteration."""
+    from components.plan_search.logic import describe, plan
+    from esteira.config import settings_from_json
+    from esteira.kfp_support import guarded
+
+    with guarded("plan-search"):
+        settings = settings_from_json(config)
+        batches = plan(settings.model)
+        print(describe(batches, settings.model))
+        return batches

@@ -1,0 +1,46 @@
+"""The ``search_trials`` component: a thin ``@dsl.component`` wrapper around its logic.
+
+KFP serialises the body alone, so its imports live inside it. No
+``from __future__ import annotations``: KFP reads the real annotation objects.
+"""
+
+from kfp.dsl import Dataset, Input, Output
+
+from esteira.kfp_support import component
+
+
+@component
+def search_trials(
+    config: str, training_set: Input[Dataset], batch: dict, predictions: Output[Dataset]
+) -> dict:
+    """One batch of search trials, each scored on time-ordered CV folds of the training window (one thread per estimator)."""
+    import os
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"  # before numpy/scikit-learn load; the task sets them too
+
+    from components.search_trials.logic import oof_frame, run_trials
+    from esteira.config import settings_from_json
+    from esteira.contract import load_contract
+    from esteira.kfp_support import guarded
+    from esteira.parquet import read_parquet
+    from esteira.search import coerce_trial, space_for
+
+    with guarded("search-trials"):
+        settings = settings_from_json(config)
+        space = space_for(settings.model)
+        trials = [coerce_trial(t, space) for t in batch.get("trials", [])]
+        label = load_contract(settings.features.repo_path).label
+        if not trials:
+            os.makedirs(os.path.dirname(predictions.path), exist_ok=True)
+            open(predictions.path, "wb").close()  # an empty batch: the search is off
+            return {"batch": batch.get("batch", 0), "results": []}
+        frame = read_parquet(training_set.path)
+        features = list(training_set.metadata["feature_names"])
+        results, folds = run_trials(
+            frame, trials, features, label.name, settings.model, purge_hours=label.horizon_hours
+        )
+        oof_frame(folds, results, label.name).to_parquet(predictions.path, index=False)
+        for r in results:
+            print(f"trial {r.trial}: {r.mean:.4f} ± {r.std:.4f} in {r.fit_seconds:.1f}s {r.params}")
+        return {"batch": batch.get("batch", 0), "results": [r.as_dict() for r in results]}
