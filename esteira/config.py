@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from esteira.errors import ConfigError
+from esteira.search import SearchParameter, SearchSettings  # noqa: F401 (config names)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "ESTEIRA_"
@@ -80,61 +81,6 @@ class FeatureSettings(_Section):
 
 
 ModelFamily = Literal["gradient_boosting", "random_forest", "logistic_regression"]
-
-
-class SearchParameter(_Section):
-    """One hyperparameter's range (``float``/``int``: low..high, ``log`` scale) or choices."""
-
-    type: Literal["float", "int", "categorical"] = "float"
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: list[bool | int | float | str] | None = None
-
-    @model_validator(mode="after")
-    def _range_or_choices(self) -> SearchParameter:
-        if self.type == "categorical":
-            if not self.choices:
-                raise ValueError("a categorical parameter needs `choices`: a non-empty list")
-            if self.low is not None or self.high is not None or self.log:
-                raise ValueError("a categorical parameter takes `choices` only; drop low/high/log")
-            return self
-        if self.choices is not None:
-            raise ValueError(
-                "a range takes low/high; for a list of choices use type: categorical"
-            )
-        if self.low is None or self.high is None or not self.low < self.high:
-            raise ValueError(
-                f"a range needs low < high (got {self.low}, {self.high})"
-            )
-        if self.log and self.low <= 0:
-            raise ValueError("log: true needs low > 0")
-        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
-            raise ValueError("an int parameter needs whole low and high")
-        return self
-
-
-class SearchSettings(_Section):
-    """``model.search``: a hyperparameter search on time-ordered CV folds of the training window
-    (the training pipeline's ``search`` parameter turns it on; esteira/search.py)."""
-
-    enabled: bool = Field(False, description="the training pipeline's `search` parameter")
-    strategy: Literal["random", "grid"] = "random"
-    trials: int = Field(12, ge=1, le=1000, description="random: trials drawn; grid: at most")
-    parallelism: int = Field(
-        2, ge=1, le=64, description="trial tasks at once (ParallelFor, fixed at compile time)"
-    )
-    trials_per_task: int = Field(3, ge=1, le=100, description="trials one task runs in turn")
-    folds: int = Field(3, ge=2, le=10, description="time-ordered CV folds (expanding window)")
-    metric: Literal["roc_auc", "pr_auc", "rmse", "mae", "r2"] | None = Field(
-        None, description="the CV score; default roc_auc (classification), rmse (regression)"
-    )
-    grid_points: int = Field(3, ge=2, le=20, description="grid: points of each low..high range")
-    space: dict[ModelFamily, dict[str, SearchParameter]] = Field(
-        default_factory=dict,
-        description="per family: hyperparameter -> range or choices; a family not given "
-        "searches its built-in space (esteira/search.py)",
-    )
 
 
 class ModelSettings(_Section):

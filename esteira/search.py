@@ -1,6 +1,6 @@
 """The hyperparameter search's plan: the space, the trials, their batches, and the CV metric.
 
-``model.search`` (esteira/config.py::SearchSettings) names a space per model family; a
+``model.search`` (``SearchSettings`` below) names a space per model family; a
 family it does not name searches its built-in space below. The plan is a pure function of
 the settings (seeded by ``model.random_state``), so the plan task, a re-run and Katib's
 Experiment (esteira/manifests.py) all see the same space. Trials run in batches of
@@ -17,12 +17,71 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from esteira.errors import ConfigError
 
-if TYPE_CHECKING:
-    from esteira.config import ModelSettings, SearchParameter
+# esteira.config imports this module (its ModelSettings holds SearchSettings), never the
+# reverse: a ModelSettings here is typed Any
+ModelSettings = Any
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchParameter(_Strict):
+    """One hyperparameter's range (``float``/``int``: low..high, ``log`` scale) or choices."""
+
+    type: Literal["float", "int", "categorical"] = "float"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[bool | int | float | str] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchParameter:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs `choices`: a non-empty list")
+            if self.low is not None or self.high is not None or self.log:
+                raise ValueError("a categorical parameter takes `choices` only; drop low/high/log")
+            return self
+        if self.choices is not None:
+            raise ValueError("a range takes low/high; for a list of choices use type: categorical")
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"a range needs low < high (got {self.low}, {self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("log: true needs low > 0")
+        if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError("an int parameter needs whole low and high")
+        return self
+
+
+class SearchSettings(_Strict):
+    """``model.search``: a hyperparameter search on time-ordered CV folds of the training window
+    (the training pipeline's ``search`` parameter turns it on; esteira/search.py)."""
+
+    enabled: bool = Field(False, description="the training pipeline's `search` parameter")
+    strategy: Literal["random", "grid"] = "random"
+    trials: int = Field(12, ge=1, le=1000, description="random: trials drawn; grid: at most")
+    parallelism: int = Field(
+        2, ge=1, le=64, description="trial tasks at once (ParallelFor, fixed at compile time)"
+    )
+    trials_per_task: int = Field(3, ge=1, le=100, description="trials one task runs in turn")
+    folds: int = Field(3, ge=2, le=10, description="time-ordered CV folds (expanding window)")
+    metric: Literal["roc_auc", "pr_auc", "rmse", "mae", "r2"] | None = Field(
+        None, description="the CV score; default roc_auc (classification), rmse (regression)"
+    )
+    grid_points: int = Field(3, ge=2, le=20, description="grid: points of each low..high range")
+    space: dict[str, dict[str, SearchParameter]] = Field(
+        default_factory=dict,
+        description="per family: hyperparameter -> range or choices; a family not given "
+        "searches its built-in space (esteira/search.py)",
+    )
+
 
 # metric -> direction of "better"
 METRICS = {
@@ -79,8 +138,6 @@ def direction(metric: str) -> str:
 
 def space_for(model: ModelSettings, family: str | None = None) -> dict[str, SearchParameter]:
     """The searched space of ``family`` (default: the configured one), in a stable order."""
-    from esteira.config import SearchParameter
-
     family = family or model.family
     given = model.search.space.get(family)  # type: ignore[call-overload]
     if given is not None:
@@ -196,6 +253,12 @@ def check_search(model: ModelSettings) -> None:
             f"use one of {list(TASK_METRICS[model.task])}",
         )
     for family, space in search.space.items():
+        if (model.task, family) not in BUILT_IN:
+            raise ConfigError(
+                f"model.search.space.{family}",
+                "not a model family",
+                f"use one of {sorted({f for _, f in BUILT_IN})}",
+            )
         if not space:
             raise ConfigError(
                 f"model.search.space.{family}",

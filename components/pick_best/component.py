@@ -14,7 +14,7 @@ from esteira.kfp_support import component
 @component
 def pick_best(
     config: str,
-    results: list[dict],
+    results: list,
     predictions: Input[list[Dataset]],
     leaderboard: Output[Metrics],
     table: Output[HTML],

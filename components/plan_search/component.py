@@ -8,7 +8,7 @@ from esteira.kfp_support import component
 
 
 @component
-def plan_search(config: str) -> list[dict]:
+def plan_search(config: str) -> list:
     """The hyperparameter search's trial batches (``model.search``), one per ParallelFor iteration."""
     from components.plan_search.logic import describe, plan
     from esteira.config import settings_from_json

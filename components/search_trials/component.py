@@ -14,6 +14,7 @@ def search_trials(
     config: str, training_set: Input[Dataset], batch: dict, predictions: Output[Dataset]
 ) -> dict:
     """One batch of search trials, each scored on time-ordered CV folds of the training window (one thread per estimator)."""
+    import json
     import os
 
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -27,7 +28,9 @@ def search_trials(
     from esteira.search import coerce_trial, space_for
 
     with guarded("search-trials"):
-        settings = settings_from_json(config)
+        # kfp.local (2.17) hands a JSON string parameter inside a ParallelFor iteration over
+        # as the parsed dict; a cluster passes the string
+        settings = settings_from_json(config if isinstance(config, str) else json.dumps(config))
         space = space_for(settings.model)
         trials = [coerce_trial(t, space) for t in batch.get("trials", [])]
         label = load_contract(settings.features.repo_path).label
