@@ -35,8 +35,8 @@ deps: ## Debian packages the tests use (redis-server), installed when missing
 
 setup: .venv/.synced ## create .venv from the lock
 
-run: setup ## compile, then run dist/pipelines/training.yaml locally (kfp.local; RUNNER=subprocess|docker)
-	@$(ESTEIRA) $(CFG) run training --runner $(RUNNER)
+run: setup ## compile, then run dist/pipelines/training.yaml locally (kfp.local; RUNNER=subprocess|docker; SEARCH=1)
+	@$(ESTEIRA) $(CFG) run training --runner $(RUNNER) $(if $(SEARCH),--search,)
 
 test: setup deps ## the test suite
 	@$(PY) -m pytest -q

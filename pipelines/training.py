@@ -99,13 +99,7 @@ def build(settings: Settings):
             planned.output, parallelism=settings.model.search.parallelism, name="search"
         ) as batch:
             trials = one_thread(
-                step(
-                    search_trials(
-                        config=config,
-                        training_set=training_set.outputs["training_set"],
-                        batch=batch,
-                    )
-                )
+                step(search_trials(batch=batch, training_set=training_set.outputs["training_set"]))
             )
         picked = step(
             pick_best(

@@ -9,7 +9,7 @@ from esteira.kfp_support import component
 
 @component
 def plan_search(config: str) -> list:
-    """The hyperparameter search's trial batches (``model.search``), one per ParallelFor iteration."""
+    """The hyperparameter search's trial batches (``model.search``) with the settings, one per ParallelFor iteration."""
     from components.plan_search.logic import describe, plan
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded
@@ -18,4 +18,6 @@ def plan_search(config: str) -> list:
         settings = settings_from_json(config)
         batches = plan(settings.model)
         print(describe(batches, settings.model))
-        return batches
+        # each item carries the settings: kfp.local (2.17) replaces every upstream task's
+        # parameter a ParallelFor body takes with the loop item, so the body takes the item only
+        return [{**b, "config": config} for b in batches]

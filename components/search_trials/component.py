@@ -10,11 +10,8 @@ from esteira.kfp_support import component
 
 
 @component
-def search_trials(
-    config: str, training_set: Input[Dataset], batch: dict, predictions: Output[Dataset]
-) -> dict:
-    """One batch of search trials, each scored on time-ordered CV folds of the training window (one thread per estimator)."""
-    import json
+def search_trials(batch: dict, training_set: Input[Dataset], predictions: Output[Dataset]) -> dict:
+    """One batch of search trials (the batch carries the settings), each scored on time-ordered CV folds of the training window (one thread per estimator)."""
     import os
 
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -28,16 +25,16 @@ def search_trials(
     from esteira.search import coerce_trial, space_for
 
     with guarded("search-trials"):
-        # kfp.local (2.17) hands a JSON string parameter inside a ParallelFor iteration over
-        # as the parsed dict; a cluster passes the string
-        settings = settings_from_json(config if isinstance(config, str) else json.dumps(config))
+        # the batch carries the settings (plan-search): kfp.local 2.17 hands a ParallelFor
+        # body the loop item in place of any other upstream task's parameter
+        settings = settings_from_json(batch["config"])
         space = space_for(settings.model)
         trials = [coerce_trial(t, space) for t in batch.get("trials", [])]
         label = load_contract(settings.features.repo_path).label
         if not trials:
             os.makedirs(os.path.dirname(predictions.path), exist_ok=True)
             open(predictions.path, "wb").close()  # an empty batch: the search is off
-            return {"batch": batch.get("batch", 0), "results": []}
+            return {"batch": int(batch.get("batch", 0)), "results": []}
         frame = read_parquet(training_set.path)
         features = list(training_set.metadata["feature_names"])
         results, folds = run_trials(
@@ -46,4 +43,4 @@ def search_trials(
         oof_frame(folds, results, label.name).to_parquet(predictions.path, index=False)
         for r in results:
             print(f"trial {r.trial}: {r.mean:.4f} ± {r.std:.4f} in {r.fit_seconds:.1f}s {r.params}")
-        return {"batch": batch.get("batch", 0), "results": [r.as_dict() for r in results]}
+        return {"batch": int(batch.get("batch", 0)), "results": [r.as_dict() for r in results]}
