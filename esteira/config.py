@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from esteira.errors import ConfigError
-from esteira.search import SearchParameter, SearchSettings  # noqa: F401 (config names)
+from esteira.search import SearchSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "ESTEIRA_"

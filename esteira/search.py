@@ -62,7 +62,7 @@ class SearchParameter(_Strict):
 
 class SearchSettings(_Strict):
     """``model.search``: a hyperparameter search on time-ordered CV folds of the training window
-    (the training pipeline's ``search`` parameter turns it on; esteira/search.py)."""
+    (the training pipeline's ``search`` parameter turns it on; checked by check_search)."""
 
     enabled: bool = Field(False, description="the training pipeline's `search` parameter")
     strategy: Literal["random", "grid"] = "random"

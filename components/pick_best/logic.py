@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from esteira.config import ModelSettings, SearchParameter, Settings
+from esteira.config import ModelSettings, Settings
 from esteira.errors import DataError
-from esteira.search import direction, metric_for
+from esteira.search import SearchParameter, direction, metric_for
 
 
 @dataclass(frozen=True)
