@@ -25,13 +25,10 @@ def pick_best(
     from collections import namedtuple
     from pathlib import Path
 
-    import pandas as pd
-
     from components.pick_best import logic
     from esteira.config import settings_from_json, settings_to_json
     from esteira.contract import load_contract
     from esteira.kfp_support import guarded
-    from esteira.parquet import read_parquet
 
     with guarded("pick-best"):
         settings = settings_from_json(config)
@@ -40,12 +37,14 @@ def pick_best(
         Path(table.path).write_text(logic.render_html(board))
         os.makedirs(os.path.dirname(winner_predictions.path), exist_ok=True)
         if board is None:
-            pd.DataFrame().to_parquet(winner_predictions.path, index=False)
+            Path(winner_predictions.path).write_bytes(b"")  # no search, no predictions
             winner_predictions.metadata["search"] = False
             print("search off: train uses model.hyperparameters")
         else:
             for name, value in logic.metrics(board).items():
                 leaderboard.log_metric(name, value)
+            from esteira.parquet import read_parquet
+
             label = load_contract(settings.features.repo_path).label.name
             frames = [read_parquet(p.path) for p in predictions if os.path.getsize(p.path)]
             oof = logic.winner_predictions(frames, board.best.trial, label)

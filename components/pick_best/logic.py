@@ -12,13 +12,14 @@ from __future__ import annotations
 import html
 import json
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from esteira.config import ModelSettings, Settings
 from esteira.errors import DataError
 from esteira.search import SearchParameter, direction, metric_for
+
+if TYPE_CHECKING:  # pandas loads only when there are predictions (not with the search off)
+    import pandas as pd
 
 
 @dataclass(frozen=True)

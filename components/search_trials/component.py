@@ -17,24 +17,25 @@ def search_trials(batch: dict, training_set: Input[Dataset], predictions: Output
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"  # before numpy/scikit-learn load; the task sets them too
 
-    from components.search_trials.logic import oof_frame, run_trials
     from esteira.config import settings_from_json
-    from esteira.contract import load_contract
     from esteira.kfp_support import guarded
-    from esteira.parquet import read_parquet
-    from esteira.search import coerce_trial, space_for
 
     with guarded("search-trials"):
+        if not batch.get("trials"):  # the search is off: one empty batch, nothing to load
+            os.makedirs(os.path.dirname(predictions.path), exist_ok=True)
+            open(predictions.path, "wb").close()
+            return {"batch": int(batch.get("batch", 0)), "results": []}
+
+        from components.search_trials.logic import oof_frame, run_trials
+        from esteira.contract import load_contract
+        from esteira.parquet import read_parquet
+        from esteira.search import coerce_trial, space_for
+
         # the batch carries the settings (plan-search): kfp.local 2.17 hands a ParallelFor
         # body the loop item in place of any other upstream task's parameter
         settings = settings_from_json(batch["config"])
-        space = space_for(settings.model)
-        trials = [coerce_trial(t, space) for t in batch.get("trials", [])]
+        trials = [coerce_trial(t, space_for(settings.model)) for t in batch["trials"]]
         label = load_contract(settings.features.repo_path).label
-        if not trials:
-            os.makedirs(os.path.dirname(predictions.path), exist_ok=True)
-            open(predictions.path, "wb").close()  # an empty batch: the search is off
-            return {"batch": int(batch.get("batch", 0)), "results": []}
         frame = read_parquet(training_set.path)
         features = list(training_set.metadata["feature_names"])
         results, folds = run_trials(
