@@ -112,6 +112,7 @@ def build(settings: Settings):
             train(
                 config=picked.outputs["config"],
                 training_set=training_set.outputs["training_set"],
+                search_predictions=picked.outputs["winner_predictions"],
             )
         )
         evaluated = step(

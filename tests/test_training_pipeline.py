@@ -203,3 +203,5 @@ def test_the_search_ran_in_parallel_picked_the_best_trial_and_refit_it(passing):
     for name, value in search["params"].items():
         assert meta["parameters"][name] == value
     assert summary["holdout"]["roc_auc"] == summary["metrics"]["roc_auc"]
+    # the decision threshold is chosen on the winner's out-of-fold predictions (issue 19)
+    assert "out-of-fold" in meta["threshold_choice"]["chosen_on"]
