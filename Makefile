@@ -36,8 +36,8 @@ deps: ## Debian packages the tests use (redis-server), installed when missing
 
 setup: .venv/.synced ## create .venv from the lock
 
-run: setup ## compile, then run dist/pipelines/training.yaml locally (kfp.local; RUNNER=subprocess|docker)
-	@$(ESTEIRA) $(CFG) run training --runner $(RUNNER)
+run: setup ## compile, then run dist/pipelines/training.yaml locally (kfp.local; RUNNER=subprocess|docker; SEARCH=1)
+	@$(ESTEIRA) $(CFG) run training --runner $(RUNNER) $(if $(SEARCH),--search,)
 
 test: setup deps ## the test suite
 	@$(PY) -m pytest -q
@@ -93,8 +93,9 @@ materialize: setup ## refill the online store from the offline sources (e.g. aft
 feast-serve: setup ## start `feast serve` on 127.0.0.1 for feature_repo/
 	@$(ESTEIRA) $(CFG) feast-serve
 
-bench: setup deps ## benchmarks (never tests): results in dist/bench/
-	@$(if $(USECASE),ESTEIRA_USE_CASE=$(USECASE) ,)$(PY) -m bench
+BENCH ?=
+bench: setup deps ## benchmarks (never tests): results in dist/bench/ (BENCH="search compile": only those)
+	@$(if $(USECASE),ESTEIRA_USE_CASE=$(USECASE) ,)$(PY) -m bench $(BENCH)
 
 monitor: setup ## monitoring over the prediction log (PERIOD=drifted or stable)
 	@$(ESTEIRA) $(CFG) monitor --period $(PERIOD)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("compile", "online", "serving", "batch", "containers")
+BENCHES = ("compile", "online", "serving", "batch", "containers", "search")
 OUT = Path("dist/bench")
 
 
@@ -64,7 +64,30 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             f"| {name} | {m.get('p50_ms', '')} | {m.get('p99_ms', '')} | {f'{rate:,.0f} {unit}' if rate else ''} |"
         )
     notes = [f"- {k}: {v}" for k, v in results.items() if isinstance(v, str)]
-    return "\n".join(lines + ([""] + notes if notes else []) + containers_table(results)) + "\n"
+    return (
+        "\n".join(
+            lines
+            + ([""] + notes if notes else [])
+            + containers_table(results)
+            + search_table(results)
+        )
+        + "\n"
+    )
+
+
+def search_table(results: dict[str, Any]) -> list[str]:
+    s = results.get("search")
+    if not isinstance(s, dict):
+        return []
+    return [
+        "",
+        f"| search ({s['trials']} trials, {s['tasks']} tasks, {s['rows']} rows, one thread each) "
+        "| parallelism 1 s | parallelism 2 s | 2 / 1 |",
+        "|---|---:|---:|---:|",
+        f"| wall | {s['wall_s_parallelism_1']} | {s['wall_s_parallelism_2']} | "
+        f"{s['ratio_2_over_1']} (target <= {s['target_ratio']}; load {s['load_average_before']}"
+        f" -> {s['load_average_after']} on {s['cores']} cores) |",
+    ]
 
 
 def containers_table(results: dict[str, Any]) -> list[str]:
@@ -93,9 +116,11 @@ def main() -> int:
         "python": platform.python_version(),
         "load": round(os.getloadavg()[0], 2),
     }
-    ensure_production_model()
+    chosen = [n for n in sys.argv[1:] if n in BENCHES] or list(BENCHES)  # `python -m bench search`
+    if set(chosen) - {"compile", "search"}:
+        ensure_production_model()
     results: dict[str, Any] = {}
-    for name in BENCHES:
+    for name in chosen:
         if importlib.util.find_spec(f"bench.{name}") is None:
             continue
         print(f"[bench] {name} ...", flush=True)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from esteira.errors import ConfigError
+from esteira.search import SearchSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "ESTEIRA_"
@@ -129,6 +130,7 @@ class ModelSettings(_Section):
         default_factory=ThresholdSettings,
         description="how the classifier's decision_threshold is chosen",
     )
+    search: SearchSettings = Field(default_factory=SearchSettings)
 
     @model_validator(mode="after")
     def _hyperparameters_fit_the_family(self) -> ModelSettings:
@@ -137,6 +139,13 @@ class ModelSettings(_Section):
         from esteira.model_families import check_hyperparameters
 
         check_hyperparameters(self.task, self.family, self.hyperparameters)
+        return self
+
+    @model_validator(mode="after")
+    def _search_fits_the_task(self) -> ModelSettings:
+        from esteira.search import check_search
+
+        check_search(self)
         return self
 
 

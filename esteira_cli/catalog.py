@@ -85,6 +85,14 @@ def _example(name: str, spec: Any) -> str:
     call = [f"{p}={p}" for p in params]
     for a in artifacts:
         kind = _type(spec.inputs[a].type)
+        if getattr(spec.inputs[a], "is_artifact_list", False):
+            # a list of artifacts is what dsl.Collected gathers from a ParallelFor
+            lines += [
+                "    with dsl.ParallelFor([0]):",
+                f"        {a} = dsl.importer(artifact_uri={a}_uri, artifact_class=dsl.{kind}).output",
+            ]
+            call.append(f"{a}=dsl.Collected({a})")
+            continue
         lines.append(
             f"    {a} = dsl.importer(artifact_uri={a}_uri, artifact_class=dsl.{kind}).output"
         )

@@ -122,6 +122,13 @@ def summarize(run: LocalRun) -> dict[str, Any]:
             "mode": param("deploy", "Output"),
             **artifact_meta("deploy", "manifest"),
         }
+    if search := param("pick-best", "winner"):
+        # chosen on CV folds of the training window; the hold-out figure is metrics' alone
+        summary["search"] = search
+        summary["holdout"] = {
+            k: (param("evaluate", "Output") or {}).get(k) for k in ("roc_auc", "pr_auc", "rmse")
+        }
+        summary["holdout"] = {k: v for k, v in summary["holdout"].items() if v is not None}
     if run.error:
         summary["error"] = run.error
     return summary
@@ -152,10 +159,12 @@ def run_training(
     root: str | Path = "dist/local_outputs",
     runner: str = "subprocess",
     config_path: str | None = None,
+    arguments: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Compile the training pipeline to ``<root>/../pipelines/training.yaml`` and run that YAML."""
+    """Compile the training pipeline to ``<root>/../pipelines/training.yaml`` and run that YAML
+    (``arguments``: run parameters, e.g. ``{"search": True}``)."""
     ensure_demo_data(settings, config_path)
-    run = run_pipeline("training", settings, root=root, runner=runner)
+    run = run_pipeline("training", settings, arguments, root=root, runner=runner)
     summary = summarize(run)
     write_summary(summary, out_dir)
     return summary

@@ -58,6 +58,7 @@ def build(settings: Settings):
                 min_improvement=form.min_improvement,
                 deploy=form.deploy,
                 use_case=use_case,
+                search=form.search,
             )
         )
         config = resolved.output  # the resolved settings JSON every step takes

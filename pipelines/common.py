@@ -29,7 +29,18 @@ S3_ENV = {
 
 # outputs depend only on inputs (the source's content enters ingest as its hash)
 CACHED = frozenset(
-    {"resolve-settings", "ingest", "validate", "train", "evaluate", "gate", "retrain-decision"}
+    {
+        "resolve-settings",
+        "ingest",
+        "validate",
+        "plan-search",
+        "search-trials",
+        "pick-best",
+        "train",
+        "evaluate",
+        "gate",
+        "retrain-decision",
+    }
 )
 # their work is writes to storage (Feast sources and registry, model registry, online store,
 # batch predictions, the retraining set) or to the cluster
@@ -71,6 +82,17 @@ def with_task_settings(task, settings: Settings):
     resources = kfp.resources_for(name)
     task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
     task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
+    return task
+
+
+# one thread per estimator in a search trial: `parallelism` trials at once use that many cores
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def one_thread(task):
+    """The task's numeric libraries on one thread (OpenMP, BLAS)."""
+    for name in ONE_THREAD:
+        task.set_env_variable(name, "1")
     return task
 
 

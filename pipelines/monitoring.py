@@ -64,6 +64,7 @@ def build(settings: Settings):
                 min_improvement=min_improvement,
                 deploy=deploy,
                 use_case=use_case,
+                search=form.search,
             )
         )
         settings_json = resolved.output

@@ -1,6 +1,7 @@
 """Training: raw data -> validated -> Feast features -> model -> gate -> registry -> KServe.
 
 resolve-settings -> fingerprint -> ingest -> validate -> compute-features -> feast-apply -> build-training-set
+       -> plan-search -> ParallelFor(batches): search-trials -> pick-best (Collected)
        -> train -> evaluate -> If(gate passed):
             register -> promote -> materialize
                                 -> If(promoted): deploy
@@ -18,14 +19,17 @@ from components.fingerprint.component import fingerprint
 from components.gate.component import gate
 from components.ingest.component import ingest
 from components.materialize.component import materialize
+from components.pick_best.component import pick_best
+from components.plan_search.component import plan_search
 from components.promote.component import promote
 from components.register.component import register
 from components.resolve_settings.component import resolve_settings
 from components.resolve_settings.logic import parameters_from
+from components.search_trials.component import search_trials
 from components.train.component import train
 from components.validate.component import validate
 from esteira.config import Settings
-from pipelines.common import code_version, default_config, with_task_settings
+from pipelines.common import code_version, default_config, one_thread, with_task_settings
 
 NAME = "training"
 
@@ -47,6 +51,7 @@ def build(settings: Settings):
         min_improvement: float = form.min_improvement,
         deploy: bool = form.deploy,
         use_case: str = form.use_case,
+        search: bool = form.search,
         config: str = "",
         code_version: str = version,
     ):
@@ -54,7 +59,9 @@ def build(settings: Settings):
         gradient_boosting | random_forest | logistic_regression; ``hyperparameters`` its
         estimator's. The gate passes when ``gate_metric`` reaches ``gate_min``; a challenger
         is promoted when it beats production by ``min_improvement``; ``deploy`` the promoted
-        version. ``use_case``: the registered model's name. ``config``: optional JSON of
+        version. ``use_case``: the registered model's name. ``search``: a hyperparameter search
+        (``model.search``) on time-ordered CV folds of the training window picks the
+        hyperparameters the model is fit with. ``config``: optional JSON of
         other settings, e.g. ``{"model": {"random_state": 7}}``."""
 
         def step(task):
@@ -72,6 +79,7 @@ def build(settings: Settings):
                 min_improvement=min_improvement,
                 deploy=deploy,
                 use_case=use_case,
+                search=search,
             )
         )
         config = resolved.output  # the resolved settings JSON every step takes
@@ -84,7 +92,29 @@ def build(settings: Settings):
         training_set = step(
             build_training_set(config=config, entities=features.outputs["entities"])
         ).after(apply)
-        trained = step(train(config=config, training_set=training_set.outputs["training_set"]))
+        # the search: trial batches fan out (parallelism fixed at compile time), one thread
+        # per estimator; with the search off, one empty batch and pick-best passes config on
+        planned = step(plan_search(config=config))
+        with dsl.ParallelFor(
+            planned.output, parallelism=settings.model.search.parallelism, name="search"
+        ) as batch:
+            trials = one_thread(
+                step(search_trials(batch=batch, training_set=training_set.outputs["training_set"]))
+            )
+        picked = step(
+            pick_best(
+                config=config,
+                results=dsl.Collected(trials.outputs["Output"]),
+                predictions=dsl.Collected(trials.outputs["predictions"]),
+            )
+        )
+        trained = step(
+            train(
+                config=picked.outputs["config"],
+                training_set=training_set.outputs["training_set"],
+                search_predictions=picked.outputs["winner_predictions"],
+            )
+        )
         evaluated = step(
             evaluate(
                 config=config, model=trained.outputs["model"], holdout=trained.outputs["holdout"]

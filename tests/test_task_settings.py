@@ -27,8 +27,10 @@ UNCACHED = {
     "deploy",  # the cluster
 }
 CACHED = {"resolve-settings", "ingest", "validate", "train", "evaluate", "gate"}
+CACHED |= {"plan-search", "search-trials", "pick-best"}  # the search: outputs from inputs
 RETRIED = {"compute-features", "feast-apply", "register", "promote", "materialize", "deploy"}
 NOT_RETRIED = {"resolve-settings", "fingerprint", "ingest", "validate", "train", "gate"}
+NOT_RETRIED |= {"plan-search", "search-trials", "pick-best"}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,7 @@ def test_training_exposes_typed_parameters_with_the_settings_defaults(compiled: 
         "min_improvement": ("NUMBER_DOUBLE", 0.0),
         "deploy": ("BOOLEAN", True),
         "use_case": ("STRING", "machine-failure"),
+        "search": ("BOOLEAN", False),
         "config": ("STRING", ""),
         "code_version": ("STRING", shown["code_version"][1]),
     }

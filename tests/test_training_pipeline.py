@@ -21,10 +21,28 @@ def workspace(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("training")
 
 
+# a small search (the `search` run parameter): 4 trials, 2 per task, 2 at once, 2 folds
+SEARCH = {
+    "trials": 4,
+    "trials_per_task": 2,
+    "parallelism": 2,
+    "folds": 2,
+    "space": {
+        "gradient_boosting": {
+            "max_iter": {"type": "int", "low": 20, "high": 60},
+            "learning_rate": {"type": "float", "low": 0.05, "high": 0.2, "log": True},
+        }
+    },
+}
+
+
 @pytest.fixture(scope="module")
 def passing(workspace):
-    settings = small_workspace(workspace)
-    return settings, run_training(settings, workspace / "run", root=workspace / "outputs")
+    settings = small_workspace(workspace, model={"search": SEARCH})
+    summary = run_training(
+        settings, workspace / "run", root=workspace / "outputs", arguments={"search": True}
+    )
+    return settings, summary
 
 
 def test_a_passing_model_is_registered_promoted_and_loadable(passing):
@@ -157,3 +175,33 @@ def test_a_truncated_file_stops_the_run_at_ingestion(workspace, tmp_path, monkey
     assert "not a readable Parquet file" in capsys.readouterr().err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert set(summary["steps"]) == {"resolve-settings", "fingerprint", "ingest"}  # and no further
+
+
+def test_the_search_ran_in_parallel_picked_the_best_trial_and_refit_it(passing):
+    settings, summary = passing
+    search = summary["search"]
+    assert search["trials"] == 4 and search["metric"] == "roc_auc"
+    run_dir = Path(summary["run_dir"])
+    batches = sorted(run_dir.glob("for-loop-*-iteration-*/search-trials/executor_output.json"))
+    assert len(batches) == 2  # the ParallelFor ran both batches
+    results = [
+        r
+        for p in batches
+        for r in json.loads(p.read_text())["parameterValues"]["Output"]["results"]
+    ]
+    assert sorted(int(r["trial"]) for r in results) == [0, 1, 2, 3]
+    assert search["cv_mean"] == max(r["mean"] for r in results)  # the best on the leaderboard
+    picked = json.loads((run_dir / "pick-best" / "executor_output.json").read_text())
+    board = {a: g["artifacts"][0] for a, g in picked["artifacts"].items()}
+    assert board["leaderboard"]["metadata"]["best_cv_roc_auc"] == search["cv_mean"]
+    assert Path(board["table"]["uri"]).read_text().count("<tr") == 5  # header + 4 trials
+    oof = pd.read_parquet(board["winner_predictions"]["uri"])
+    assert list(oof.columns) == ["row", "event_timestamp", "fold", "fails_24h", "prediction"]
+    meta = json.loads((Path(summary["model_uri"]) / "metadata.json").read_text())
+    assert len(oof) > 0 and oof["event_timestamp"].max() < pd.Timestamp(meta["split_time"])
+    # the final model is refit with the winner's hyperparameters; the hold-out is reported apart
+    for name, value in search["params"].items():
+        assert meta["parameters"][name] == value
+    assert summary["holdout"]["roc_auc"] == summary["metrics"]["roc_auc"]
+    # the decision threshold is chosen on the winner's out-of-fold predictions (issue 19)
+    assert "out-of-fold" in meta["threshold_choice"]["chosen_on"]

@@ -19,6 +19,7 @@ def resolve_settings(
     min_improvement: float,
     deploy: bool,
     use_case: str,
+    search: bool,
 ) -> str:
     """The run's settings JSON: compile-time ``defaults``, the ``config`` override, then every typed parameter changed from its default."""
     from components.resolve_settings.logic import RunParameters, describe_diff, resolve_json
@@ -34,6 +35,7 @@ def resolve_settings(
             min_improvement=min_improvement,
             deploy=deploy,
             use_case=use_case,
+            search=search,
         )
         resolved = resolve_json(defaults, config, parameters)
         print(describe_diff(defaults, resolved))

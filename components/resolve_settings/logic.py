@@ -2,7 +2,7 @@
 
 The pipelines show a Kubeflow UI user typed parameters (``data_source_uri``,
 ``model_family``, ``hyperparameters``, ``gate_metric`` / ``gate_min``,
-``min_improvement``, ``deploy``, ``use_case``) whose defaults are the compile-time
+``min_improvement``, ``deploy``, ``use_case``, ``search``) whose defaults are the compile-time
 settings, and an optional ``config`` (JSON, default empty) for anything else. The
 settings a run uses are, lowest first:
 
@@ -42,6 +42,7 @@ class RunParameters:
     min_improvement: float
     deploy: bool
     use_case: str
+    search: bool = False  # the hyperparameter search (model.search.enabled)
 
 
 # parameter -> the settings key it sets (gate_metric/gate_min set gate.thresholds together)
@@ -52,6 +53,7 @@ PARAMETER_KEYS = {
     "min_improvement": "gate.min_improvement",
     "deploy": "kserve.deploy",
     "use_case": "model.name",
+    "search": "model.search.enabled",
 }
 
 
@@ -77,6 +79,7 @@ def parameters_from(settings: Settings) -> RunParameters:
         min_improvement=settings.gate.min_improvement,
         deploy=settings.kserve.deploy,
         use_case=settings.model.name,
+        search=settings.model.search.enabled,
     )
 
 

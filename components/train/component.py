@@ -11,9 +11,17 @@ from esteira.kfp_support import component
 
 @component
 def train(
-    config: str, training_set: Input[Dataset], model: Output[Model], holdout: Output[Dataset]
+    config: str,
+    training_set: Input[Dataset],
+    search_predictions: Input[Dataset],
+    model: Output[Model],
+    holdout: Output[Dataset],
 ):
-    """Fit the configured scikit-learn Pipeline on the past; keep the future as hold-out."""
+    """Fit the configured scikit-learn Pipeline on the past; keep the future as hold-out.
+
+    ``search_predictions``: the search winner's out-of-fold predictions (pick-best); a
+    classifier's decision_threshold is chosen on them when a search ran, else on a
+    validation slice at the end of the training window."""
     import os
     from pathlib import Path
 
@@ -33,12 +41,16 @@ def train(
             from esteira.forecasting import add_baseline
 
             frame = add_baseline(frame, contract)
+        oof = None
+        if search_predictions.metadata.get("search"):
+            oof = read_parquet(search_predictions.path)
         result = train_model(
             frame,
             features,
             contract.label.name,
             settings.model,
             purge_hours=contract.label.horizon_hours,
+            search_predictions=oof,
         )
         os.makedirs(model.path, exist_ok=True)
         Path(model.path, "model.joblib").write_bytes(dump_model(result.model))

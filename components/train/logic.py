@@ -100,7 +100,11 @@ def train_model(
     *,
     timestamp: str = "event_timestamp",
     purge_hours: float = 0.0,
+    search_predictions: pd.DataFrame | None = None,
 ) -> TrainResult:
+    """Fit on the training window; a classifier's threshold comes from the search winner's
+    out-of-fold predictions when a search ran (``search_predictions``: ``label`` and
+    ``prediction`` columns), else from a validation slice at the window's end."""
     missing = [c for c in [*feature_names, label, timestamp] if c not in frame.columns]
     if missing:
         raise DataError(
@@ -120,7 +124,15 @@ def train_model(
     categorical = [c for c in feature_names if not pd.api.types.is_numeric_dtype(frame[c])]
     numeric = [c for c in feature_names if c not in categorical]
     choice = None
-    if cfg.task == "classification":
+    if cfg.task == "classification" and search_predictions is not None and len(search_predictions):
+        where = f"the search winner's out-of-fold predictions ({len(search_predictions)} rows)"
+        choice = choose_threshold(
+            search_predictions[label].to_numpy(),
+            search_predictions["prediction"].to_numpy(),
+            cfg.threshold,
+            chosen_on=where,
+        )
+    elif cfg.task == "classification":
         choice = choose_on_validation(
             train, feature_names, label, cfg, numeric, categorical, timestamp, purge_hours
         )

@@ -25,6 +25,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--root", default=str(ROOT / "manifests"), help="kustomize tree with base/ and overlays/"
     )
+    parser.add_argument(
+        "--katib-training-set",
+        default="",
+        help="the Parquet training set the Katib trials read "
+        "(default s3://<storage.bucket>/<storage.prefix>search/training_set.parquet)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -59,6 +65,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         status = "ok" if not errors else f"{len(errors)} violation(s)"
         print(f"{overlay}: {len(objects)} objects -> {path} [{status}]")
         print(format_table(objects))
+    violations += katib_experiment(args, settings)
     if violations:
         print(f"\n{len(violations)} violation(s):", file=sys.stderr)
         for line in violations:
@@ -66,3 +73,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(f"all {len(rendered)} overlays valid (Kubernetes {KUBERNETES_VERSION}, KServe CRDs)")
     return 0
+
+
+def katib_experiment(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """The search (model.search) as a Katib Experiment in <out-dir>/katib-experiment.yaml,
+    checked by Katib's rules (esteira/katib.py); its violations."""
+    import yaml
+
+    from esteira.katib import build_experiment, check_experiment, check_trial_job
+
+    storage = settings.storage
+    uri = args.katib_training_set or (
+        f"s3://{storage.bucket}/{storage.prefix.strip('/') + '/' if storage.prefix.strip('/') else ''}"
+        "search/training_set.parquet"
+    )
+    experiment = build_experiment(settings, uri)
+    errors = check_experiment(experiment) + check_trial_job(experiment)
+    path = resolve_path(args.out_dir) / "katib-experiment.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(experiment, sort_keys=False))
+    tmp.replace(path)
+    spec = experiment["spec"]
+    status = "ok" if not errors else f"{len(errors)} violation(s)"
+    print(
+        f"katib: Experiment {experiment['metadata']['name']} ({spec['algorithm']['algorithmName']}, "
+        f"{spec['maxTrialCount']} trials, {spec['parallelTrialCount']} at once, "
+        f"{len(spec['parameters'])} parameters) -> {path} [{status}]"
+    )
+    return [f"katib: {e}" for e in errors]

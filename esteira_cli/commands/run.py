@@ -18,13 +18,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="subprocess",
         help="kfp.local runner: this venv's subprocesses, or the component image (DockerRunner)",
     )
+    p.add_argument(
+        "--search",
+        action="store_true",
+        help="run the hyperparameter search (the `search` run parameter; model.search)",
+    )
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     from esteira_cli.training_run import run_training
 
-    summary = run_training(settings, args.out, runner=args.runner, config_path=args.config)
+    summary = run_training(
+        settings,
+        args.out,
+        runner=args.runner,
+        config_path=args.config,
+        arguments={"search": True} if args.search else None,
+    )
     print(
         f"\n== {summary['pipeline']}: {summary['status']} in {summary['seconds']:.0f}s"
         f" ({summary['runner']} runner, {summary['pipeline_yaml']})"
@@ -47,6 +58,11 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         policy = (t.get("policy") or {}).get("policy", "?")
         print(f"   decision_threshold: {t['decision_threshold']:.4f} ({policy}){costs}")
     print(f"   gate passed: {summary['gate_passed']}")
+    if search := summary.get("search"):
+        print(
+            f"   search: trial {search['trial']} of {search['trials']} won, CV {search['metric']} "
+            f"{search['cv_mean']:.3f} ± {search['cv_std']:.3f} (hold-out above): {search['params']}"
+        )
     feats = summary["features"]
     print(
         f"   features: {feats['feature_service']} rows={feats['training_rows']} dropped_by_ttl={feats['dropped_by_ttl']}"

@@ -187,3 +187,25 @@ def test_the_chosen_point_agrees_with_sklearn(training_frame, trained):
     assert ev.metrics["expected_cost"] == pytest.approx(
         1000 * (20 * chosen["fn"] + chosen["fp"]) / len(y)
     )
+
+
+def test_with_a_search_the_threshold_comes_from_the_winners_out_of_fold_predictions(
+    training_frame,
+):
+    """Out-of-fold predictions given: the policy runs on them (no validation fit), and the
+    threshold is the one ``choose_threshold`` picks on exactly those rows."""
+    from esteira.thresholds import choose_threshold
+
+    frame, features = training_frame
+    rng = np.random.default_rng(22)
+    labels = rng.integers(0, 2, 400)
+    oof = pd.DataFrame({"fails_24h": labels, "prediction": 0.6 * labels + 0.4 * rng.random(400)})
+    cfg = ModelSettings(hyperparameters=FAST)
+    result = train_model(frame, features, "fails_24h", cfg, purge_hours=24, search_predictions=oof)
+    expected = choose_threshold(oof.fails_24h.to_numpy(), oof.prediction.to_numpy(), cfg.threshold)
+    assert "out-of-fold" in result.threshold.chosen_on
+    assert result.threshold.decision_threshold == expected.decision_threshold
+    empty = train_model(
+        frame, features, "fails_24h", cfg, purge_hours=24, search_predictions=oof.iloc[:0]
+    )
+    assert "validation slice" in empty.threshold.chosen_on
