@@ -6,14 +6,14 @@ from __future__ import annotations
 import pandas as pd
 
 from esteira.contract import load_contract
-from esteira.data import generate_fleet
 from esteira.features import compute_feature_tables, label_frame
+from testkit.pipeline import PM_REPO, generate_fleet
 
 KEYS = ["machine_id", "event_timestamp"]
 
 
 def training_frame(
-    machines: int = 30, days: int = 90, seed: int = 42, repo: str = "feature_repo"
+    machines: int = 30, days: int = 90, seed: int = 42, repo: str = str(PM_REPO)
 ) -> tuple[pd.DataFrame, list[str], str, float]:
     """``(frame, feature names, label, label horizon hours)`` of a seeded demo fleet."""
     contract = load_contract(repo)
