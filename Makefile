@@ -39,8 +39,10 @@ setup: .venv/.synced ## create .venv from the lock
 run: setup ## compile, then run dist/pipelines/training.yaml locally (kfp.local; RUNNER=subprocess|docker; SEARCH=1)
 	@$(ESTEIRA) $(CFG) run training --runner $(RUNNER) $(if $(SEARCH),--search,)
 
-test: setup deps ## the test suite
-	@$(PY) -m pytest -q
+# two workers (pytest-xdist), each test file whole on one worker (its module fixtures built once)
+TEST_WORKERS ?= 2
+test: setup deps ## the test suite (TEST_WORKERS=2 processes; 0 runs it in this one)
+	@$(PY) -m pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: setup ## ruff lint and format, the lock matches pyproject.toml, component READMEs current, workflows
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

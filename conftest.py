@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+# One OpenMP thread per process: the tests run two workers, each starting servers and pipeline
+# tasks, on a 2-core machine, where scikit-learn's OpenMP threads spinning for a core the
+# other processes hold made one small fit take 70 s instead of 3 s.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from testkit.services import S3_ACCESS_KEY, S3_SECRET_KEY, RedisServer, S3Server
 
 
