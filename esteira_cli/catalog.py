@@ -87,19 +87,20 @@ def _example(name: str, spec: Any) -> str:
         kind = _type(spec.inputs[a].type)
         if getattr(spec.inputs[a], "is_artifact_list", False):
             # a list of artifacts is what dsl.Collected gathers from a ParallelFor
-            lines += [
-                "    with dsl.ParallelFor([0]):",
-                f"        {a} = dsl.importer(artifact_uri={a}_uri, artifact_class=dsl.{kind}).output",
-            ]
+            lines += ["    with dsl.ParallelFor([0]):", *_importer(a, kind, "        ")]
             call.append(f"{a}=dsl.Collected({a})")
             continue
-        lines.append(
-            f"    {a} = dsl.importer(artifact_uri={a}_uri, artifact_class=dsl.{kind}).output"
-        )
+        lines += _importer(a, kind, "    ")
         call.append(f"{a}={a}")
     lines += _wrap(f"{name}(", call, ")", "    ")
     lines += ["", "", f'compiler.Compiler().compile(example, "{name}_example.yaml")']
     return "\n".join(lines)
+
+
+def _importer(name: str, kind: str, indent: str) -> list[str]:
+    """``<name> = dsl.importer(...).output`` for the example, wrapped as ruff formats it."""
+    args = [f"artifact_uri={name}_uri", f"artifact_class=dsl.{kind}"]
+    return _wrap(f"{name} = dsl.importer(", args, ").output", indent)
 
 
 def _wrap(head: str, items: list[str], tail: str, indent: str, width: int = 100) -> list[str]:
