@@ -80,27 +80,41 @@ class Supervisor:
         self.give_up_after = give_up_after
         self.state_path = state_path
         self.clock = clock
-        self._metrics: Any = None
         self._server: Any = None
 
     # ---- metrics ------------------------------------------------------------------------
     def serve_metrics(self, port: int) -> int:
-        """Expose ``/metrics`` on 127.0.0.1:``port`` (0 picks a free port); returns the port."""
-        from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+        """Expose ``/metrics`` on 127.0.0.1:``port`` (0 picks a free port); returns the port.
+
+        The values are read from the children at each scrape (a collector, no Counter or
+        Gauge objects): prometheus_client's value storage is chosen once per process (Feast,
+        imported first, switches it to multiprocess files), and these metrics belong to this
+        process alone whatever was imported before."""
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        supervisor = self
+
+        class _Collector:
+            def collect(self) -> Any:
+                restarts = CounterMetricFamily(
+                    "esteira_supervisor_restarts",
+                    "Times the supervisor restarted a server after it exited",
+                    labels=["role"],
+                )
+                up = GaugeMetricFamily(
+                    "esteira_supervisor_child_up",
+                    "1 while the server process runs",
+                    labels=["role"],
+                )
+                for role in supervisor.children:
+                    restarts.add_metric([role], supervisor.restarts(role))
+                    up.add_metric([role], float(supervisor.running(role)))
+                yield restarts
+                yield up
 
         registry = CollectorRegistry()
-        restarts = Counter(
-            "esteira_supervisor_restarts",
-            "Times the supervisor restarted a server after it exited",
-            ["role"],
-            registry=registry,
-        )
-        up = Gauge("esteira_supervisor_child_up", "1 while the server process runs", ["role"],
-                   registry=registry)  # fmt: skip
-        for role in self.children:
-            restarts.labels(role).inc(0)
-            up.labels(role).set_function(lambda r=role: float(self.running(r)))
-        self._metrics = restarts
+        registry.register(_Collector())
         server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
         self._server = server
         return int(server.server_address[1])
@@ -155,8 +169,6 @@ class Supervisor:
                 self._schedule(role, child, proc.returncode, now)
             elif now >= child.restart_at:
                 child.restarts += 1
-                if self._metrics is not None:
-                    self._metrics.labels(role).inc()
                 self._start(child)
                 log.warning(
                     "restarted %s (restart %d, pid %d)", role, child.restarts, child.proc.pid

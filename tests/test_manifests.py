@@ -441,7 +441,8 @@ def test_command_renders_validates_and_prints_a_table(
     assert main(["manifests", "--out-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "InferenceService" in out and "machine-failure" in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["local.yaml", "production.yaml"]
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["katib-experiment.yaml", "local.yaml", "production.yaml"]
 
 
 @pytest.mark.usefixtures("kserve_schemas")

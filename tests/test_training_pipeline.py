@@ -90,7 +90,9 @@ def test_a_passing_model_is_registered_promoted_and_loadable(passing):
     assert threshold["policy"] == {"policy": "min_cost", "fn_cost": 20.0, "fp_cost": 1.0}
     assert meta["decision_threshold"] == threshold["decision_threshold"] != 0.5
     assert meta["threshold_policy"] == threshold["policy"]
-    assert "validation slice" in meta["threshold_choice"]["chosen_on"]
+    # this run searches (the fixture): the threshold comes from the winner's out-of-fold
+    # predictions, on the training window (the search test checks they end before the split)
+    assert "out-of-fold" in meta["threshold_choice"]["chosen_on"]
     assert threshold["holdout_expected_cost"] == pytest.approx(
         summary["metrics"]["expected_cost"], abs=1e-5
     )
@@ -159,7 +161,14 @@ def test_a_missing_column_stops_the_run_with_its_name(workspace, tmp_path, monke
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and "vibration" in summary["error"]
     # nothing downstream ran
-    assert set(summary["steps"]) == {"resolve-settings", "fingerprint", "ingest", "validate"}
+    # plan-search needs only the settings, so it runs beside ingestion
+    assert set(summary["steps"]) == {
+        "resolve-settings",
+        "plan-search",
+        "fingerprint",
+        "ingest",
+        "validate",
+    }
     assert not (tmp_path / "store" / "models").exists()
 
 
@@ -174,7 +183,8 @@ def test_a_truncated_file_stops_the_run_at_ingestion(workspace, tmp_path, monkey
     assert main(["run", "training", "--out", str(tmp_path / "run")]) == 1
     assert "not a readable Parquet file" in capsys.readouterr().err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert set(summary["steps"]) == {"resolve-settings", "fingerprint", "ingest"}  # and no further
+    steps = {"resolve-settings", "plan-search", "fingerprint", "ingest"}
+    assert set(summary["steps"]) == steps  # and no further
 
 
 def test_the_search_ran_in_parallel_picked_the_best_trial_and_refit_it(passing):
