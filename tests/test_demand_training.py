@@ -14,23 +14,13 @@ from esteira.features import label_frame
 
 @pytest.fixture(scope="module")
 def trained(demand):
-    from components.train.logic import build_pipeline, train_model
+    from components.train.logic import train_step
     from esteira.feast_repo import build_training_set
-    from esteira.forecasting import add_baseline, evaluate_forecast, run_backtest
+    from esteira.forecasting import evaluate_forecast
 
     settings, contract, raw = demand
     built = build_training_set(label_frame(raw, contract, 24), settings)
-    frame = add_baseline(built.frame, contract)
-    features, label = built.feature_names, contract.label.name
-    result = train_model(frame, features, label, settings.model, purge_hours=24)
-    numeric = [f for f in features if f not in result.categorical]
-
-    def fit(part):
-        model = build_pipeline(settings.model, numeric, result.categorical)
-        return model.fit(part[features], part[label])
-
-    info = {"feature_names": features, "label": label}
-    info["backtest"] = run_backtest(frame, fit, features, result.split_time, contract, settings)
+    result, info = train_step(built.frame, built.feature_names, contract, settings)
     scores, html = evaluate_forecast(result.model, result.holdout, info, settings)
     return settings, result, scores, html, info
 

@@ -25,7 +25,7 @@ def train(
     import os
     from pathlib import Path
 
-    from components.train.logic import train_model
+    from components.train.logic import train_step
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
     from esteira.kfp_support import guarded, write_json
@@ -37,37 +37,12 @@ def train(
         contract = load_contract(settings.features.repo_path)
         frame = read_parquet(training_set.path)
         features = list(training_set.metadata["feature_names"])
-        if settings.model.task == "regression":  # the seasonal-naive baseline, from the labels
-            from esteira.forecasting import add_baseline
-
-            frame = add_baseline(frame, contract)
         oof = None
         if search_predictions.metadata.get("search"):
             oof = read_parquet(search_predictions.path)
-        result = train_model(
-            frame,
-            features,
-            contract.label.name,
-            settings.model,
-            purge_hours=contract.label.horizon_hours,
-            search_predictions=oof,
-        )
+        result, info = train_step(frame, features, contract, settings, search_predictions=oof)
         os.makedirs(model.path, exist_ok=True)
         Path(model.path, "model.joblib").write_bytes(dump_model(result.model))
-        info = result.info(contract.label.name, settings.model)
-        if settings.model.task == "regression":  # rolling-origin backtest over the hold-out
-            from components.train.logic import build_pipeline
-            from esteira.forecasting import run_backtest
-
-            numeric = [f for f in features if f not in result.categorical]
-
-            def fit(part):
-                pipeline = build_pipeline(settings.model, numeric, result.categorical)
-                return pipeline.fit(part[features], part[contract.label.name])
-
-            info["backtest"] = run_backtest(
-                frame, fit, features, result.split_time, contract, settings
-            )
         write_json(os.path.join(model.path, "training.json"), info)
         keys = ("family", "task", "decision_threshold")
         model.metadata.update(

@@ -19,7 +19,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from esteira.config import ModelSettings
+from esteira.config import ModelSettings, Settings
+from esteira.contract import Contract
 from esteira.errors import DataError
 from esteira.model_families import FAMILIES, check_hyperparameters, estimator_class
 from esteira.thresholds import ThresholdChoice, choose_threshold
@@ -183,3 +184,42 @@ def choose_on_validation(
 
 def _jsonable(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
+
+
+def train_step(
+    frame: pd.DataFrame,
+    feature_names: list[str],
+    contract: Contract,
+    settings: Settings,
+    *,
+    search_predictions: pd.DataFrame | None = None,
+) -> tuple[TrainResult, dict[str, Any]]:
+    """What the ``train`` step does with its training set: ``(result, training.json)``.
+
+    A regression task gets the seasonal-naive baseline column (from the labels) before the
+    split, and a rolling-origin backtest over the hold-out window in ``training.json``."""
+    from esteira.forecasting import add_baseline, run_backtest
+
+    label = contract.label.name
+    if settings.model.task == "regression":
+        frame = add_baseline(frame, contract)
+    result = train_model(
+        frame,
+        feature_names,
+        label,
+        settings.model,
+        purge_hours=contract.label.horizon_hours,
+        search_predictions=search_predictions,
+    )
+    info = result.info(label, settings.model)
+    if settings.model.task == "regression":
+        numeric = [f for f in feature_names if f not in result.categorical]
+
+        def fit(part: pd.DataFrame) -> Pipeline:
+            pipeline = build_pipeline(settings.model, numeric, result.categorical)
+            return pipeline.fit(part[feature_names], part[label])
+
+        info["backtest"] = run_backtest(
+            frame, fit, feature_names, result.split_time, contract, settings
+        )
+    return result, info
