@@ -72,7 +72,8 @@ def test_search_trial_prints_the_metric_katib_reads(tmp_path, monkeypatch, capsy
     frame.to_parquet(data, index=False)
     monkeypatch.setenv("ESTEIRA_MODEL__FAMILY", "logistic_regression")
     code = main(["search-trial", "--training-set", str(data), "--param", "C=0.5"])
-    out = capsys.readouterr().out.splitlines()
+    # Katib's stdout collector matches `name=value` anywhere in a line: compare stripped lines
+    out = [line.strip() for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert code == 0 and out[0] == 'params={"C": 0.5}'
     name, value = out[1].split("=")
     assert name == "cv_roc_auc" and 0.5 < float(value) <= 1.0
