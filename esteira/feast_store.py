@@ -31,11 +31,9 @@ how :func:`esteira.feast_repo.materialize` knows to reload the whole window.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import sqlite3
-import sys
 import threading
 from collections.abc import Callable
 from contextlib import closing
@@ -65,6 +63,7 @@ from feast.utils import (
 from esteira.config import Settings, resolve_path
 from esteira.errors import ConfigError
 from esteira.parquet import read_parquet
+from esteira.pyfile import import_file
 
 FEATURE_STORE_YAML = "feature_store.yaml"
 DEFINITIONS_FILE = "definitions.py"
@@ -293,12 +292,7 @@ def _definitions_module(repo: Path) -> ModuleType:
     key = f"{path}:{definitions_hash(repo)}"
     if key not in _MODULES:
         name = f"_esteira_feast_definitions_{hashlib.sha1(key.encode()).hexdigest()[:12]}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        _MODULES[key] = module
+        _MODULES[key] = import_file(path, name)
     return _MODULES[key]
 
 

@@ -22,9 +22,7 @@ name, selects one too.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +30,8 @@ from types import ModuleType
 from typing import Any
 
 import yaml
+
+from esteira.pyfile import import_file
 
 ROOT = Path(__file__).resolve().parent.parent
 USECASES_DIR = ROOT / "feature_repo"
@@ -162,13 +162,7 @@ def generator_module(case: UseCase) -> ModuleType | None:
         return None
     key = f"{path}:{path.stat().st_mtime_ns}"
     if key not in _GENERATORS:
-        name = f"_esteira_generator_{case.name}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        _GENERATORS[key] = module
+        _GENERATORS[key] = import_file(path, f"_esteira_generator_{case.name}")
     return _GENERATORS[key]
 
 

@@ -158,12 +158,5 @@ def generate_fleet(
     return frame[COLUMNS]
 
 
-def generate(
-    machines: int = 100,
-    days: int = 365,
-    start: str = "2025-01-01",
-    seed: int = 42,
-    period: str = "normal",
-) -> pd.DataFrame:
-    """What `esteira data generate` and `make run` call (esteira/usecase.py)."""
-    return generate_fleet(machines, days, start, seed, period)
+# what `esteira data generate` and `make run` call (esteira/usecase.py)
+generate = generate_fleet
