@@ -325,23 +325,6 @@ def _production_logging(config_path: Path) -> Path:
     return path
 
 
-def _port_pair(taken: set[int]) -> int:
-    """A port p with p and p + 1 free on 127.0.0.1 and neither in ``taken``."""
-    import socket
-
-    for _ in range(100):
-        port = free_port()
-        if {port, port + 1} & taken:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
-
-
 def _manifest_children(world: Any, ports: dict[str, int], root: Path, config: str) -> dict:
     """The predictor and transformer as `make serve` starts them: the manifests' argv
     with the listed substitutions, the model from a storage-initializer directory."""
@@ -391,7 +374,7 @@ def run(out_dir: str | Path) -> dict[str, Any]:
                                       "m_predictor", "m_grpc")}  # fmt: skip
     # the manifest-launched transformer serves gRPC on its REST port + 1 (no --grpc_port in
     # its argv): both must be free and apart from the others
-    ports["m_transformer"] = _port_pair(set(ports.values()))
+    ports["m_transformer"] = free_port(span=2)
     config = ["--config", str(_production_logging(world.config_path))]
     peer_script = root / "peer.py"
     peer_script.write_text(PEER)

@@ -221,18 +221,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 def _ports() -> dict[str, int]:
-    while True:  # the transformer's gRPC port is its REST port + 1
-        ports = {"predictor": free_port(), "grpc": free_port(), "transformer": free_port(),
-                 "supervisor": free_port()}  # fmt: skip
-        try:
-            import socket
-
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", ports["transformer"] + 1))
-        except OSError:
-            continue
-        if len(set(ports.values()) | {ports["transformer"] + 1}) == 5:
-            return ports
+    # the transformer serves gRPC on its REST port + 1, so it takes two consecutive ports
+    return {"predictor": free_port(), "grpc": free_port(), "transformer": free_port(span=2),
+            "supervisor": free_port()}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
