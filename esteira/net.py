@@ -8,7 +8,9 @@ import socket
 import time
 from pathlib import Path
 
-_SLOTS = 16  # pytest-xdist workers (gw0, gw1, ...) and other processes each pick from their own slice
+_SLOTS = (
+    16  # pytest-xdist workers (gw0, gw1, ...) and other processes each pick from their own slice
+)
 _handed: set[int] = set()  # ports this process already gave out
 
 
