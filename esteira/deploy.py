@@ -160,7 +160,7 @@ def _predictor(settings: Settings, version: ModelVersion, sklearn_version: str) 
         volume_mounts=[mount],
     )
     if ks.runtime == STOCK_RUNTIME:
-        _use_stock_runtime(model)
+        _use_stock_runtime(model, version.metadata.get("task", "classification"))
     return V1beta1PredictorSpec(
         model=model,
         service_account_name=ks.service_account,
@@ -172,8 +172,9 @@ def _predictor(settings: Settings, version: ModelVersion, sklearn_version: str) 
     )
 
 
-def _use_stock_runtime(model: Any) -> None:
-    """Pin KServe's own sklearn server, answering probabilities (``PREDICT_PROBA``).
+def _use_stock_runtime(model: Any, task: str) -> None:
+    """Pin KServe's own sklearn server, answering a classifier's probabilities
+    (``PREDICT_PROBA``) or a regression's values.
 
     It serves ``model.joblib`` as it is: no request validation, no prediction log, and
     only DataFrame-shaped requests, which the transformer sends (``serving/stock.py``).
@@ -181,7 +182,8 @@ def _use_stock_runtime(model: Any) -> None:
     from kubernetes.client import V1EnvVar
 
     model.runtime = STOCK_RUNTIME
-    model.env = [V1EnvVar(name="PREDICT_PROBA", value="true")]
+    if task == "classification":
+        model.env = [V1EnvVar(name="PREDICT_PROBA", value="true")]
 
 
 def serving_image(settings: Settings) -> str:

@@ -37,6 +37,7 @@ DIRECT, SDK = "direct", "sdk"
 KEY_CACHE_SIZE = 100_000  # entity keys kept by the direct read (a fleet, not a stream)
 SENTINEL_RECHECK_SECONDS = 1.0  # a present sentinel is trusted this long (readiness, requests)
 REFILL = "run `esteira features materialize --full`"
+Entities = list[Any] | dict[str, list[Any]]  # ids of a single-key entity, or {join key: values}
 
 
 class UnknownEntityError(EsteiraError):
@@ -87,7 +88,7 @@ class OnlineFeatures:
             ) from None
         self.service = service
         odfvs = {v.name: v for v in self.store.list_on_demand_feature_views()}
-        self.entity_key = self.store.list_entities()[0].join_key
+        self.entity_keys, self.entity_types = _service_keys(self.store, service, odfvs)
         self._refs: list[str] = []
         self._stored: list[str] = []  # features read from the online store (not computed)
         self._requests: list[str] = []
@@ -150,10 +151,42 @@ class OnlineFeatures:
         """Request-time values each lookup needs (for the on-demand features)."""
         return list(self._requests)
 
+    @property
+    def entity_key(self) -> str:
+        """The join key of a single-key entity (a composite key has :attr:`entity_keys`)."""
+        return self.entity_keys[0]
+
+    def key_columns(self, entities: Entities) -> dict[str, list[Any]]:
+        """``entities`` as one list per join key: a list of ids is the single key's column;
+        a mapping gives every join key's column (a composite key)."""
+        if not isinstance(entities, dict):
+            if len(self.entity_keys) != 1:
+                raise EsteiraError(
+                    "entities",
+                    f"the entity has a composite key {self.entity_keys}",
+                    "pass one list per join key, {key: [values]}",
+                )
+            entities = {self.entity_keys[0]: list(entities)}
+        missing = [k for k in self.entity_keys if k not in entities]
+        extra = sorted(set(entities) - set(self.entity_keys))
+        if missing or extra:
+            raise EsteiraError(
+                "entities", f"join keys {missing} missing, {extra} unknown",
+                f"send exactly {self.entity_keys}",
+            )  # fmt: skip
+        rows = {k: list(entities[k]) for k in self.entity_keys}
+        if len({len(v) for v in rows.values()}) > 1:
+            raise EsteiraError("entities", "join keys have different lengths", "one value each")
+        return {
+            k: [int(v) if self.entity_types[k] == "int" else str(v) for v in values]
+            for k, values in rows.items()
+        }
+
     def _entity_rows(
-        self, entity_ids: list[int], request: dict[str, list[float]] | None
+        self, keys: dict[str, list[Any]], request: dict[str, list[float]] | None
     ) -> dict[str, list[Any]]:
-        rows: dict[str, list[Any]] = {self.entity_key: [int(i) for i in entity_ids]}
+        rows: dict[str, list[Any]] = dict(keys)
+        entity_ids = next(iter(keys.values()))
         request = request or {}
         for name in self._requests:
             values = request.get(name)
@@ -180,15 +213,18 @@ class OnlineFeatures:
         return rows
 
     def lookup(
-        self, entity_ids: list[int], request: dict[str, list[float]] | None = None
+        self, entities: Entities, request: dict[str, list[float]] | None = None
     ) -> dict[str, list[Any]]:
-        """Feature columns (feature service order), one value per entity id, same order."""
-        if not entity_ids:
+        """Feature columns (feature service order), one value per entity, same order.
+
+        ``entities``: a list of ids for a single-key entity, or ``{join key: values}``."""
+        keys = self.key_columns(entities)
+        if not next(iter(keys.values())):
             return {name: [] for name in self._names}
-        rows = self._entity_rows(entity_ids, request)
+        rows = self._entity_rows(keys, request)
         try:
             if self._direct is not None:
-                values = self._direct.read(rows, self.entity_key)
+                values = self._direct.read(rows, self.entity_keys)
             else:
                 response = self.store.get_online_features(features=self._refs, entity_rows=rows)
                 values = response.to_dict()
@@ -199,7 +235,7 @@ class OnlineFeatures:
                 "start the online store or fix features.redis_connection; lookups recover by themselves",
             ) from None
         try:
-            self._check_found(entity_ids, values)
+            self._check_found(keys, values)
         except UnknownEntityError:
             empty = self.empty_reason(fresh=True)  # emptied, rather than an unknown machine?
             if empty:
@@ -208,25 +244,24 @@ class OnlineFeatures:
         return {name: values[name] for name in self._names}
 
     def lookup_frame(
-        self, entity_ids: list[int], request: dict[str, list[float]] | None = None
+        self, entities: Entities, request: dict[str, list[float]] | None = None
     ) -> pd.DataFrame:
-        """:meth:`lookup` as a DataFrame indexed by entity id."""
-        columns = self.lookup(entity_ids, request)
-        index = pd.Index([int(i) for i in entity_ids], name=self.entity_key)
+        """:meth:`lookup` as a DataFrame indexed by the entity's join keys."""
+        keys = self.key_columns(entities)
+        columns = self.lookup(keys, request)
+        if len(keys) == 1:
+            index = pd.Index(*keys.values(), name=self.entity_key)
+        else:
+            index = pd.MultiIndex.from_arrays(list(keys.values()), names=list(keys))
         return pd.DataFrame(columns, index=index, columns=self._names)
 
-    def _check_found(self, entity_ids: list[int], values: dict[str, list[Any]]) -> None:
-        missing = sorted(
-            {
-                int(entity_ids[i])
-                for name in self._stored
-                for i, v in enumerate(values[name])
-                if v is None
-            }
-        )
+    def _check_found(self, keys: dict[str, list[Any]], values: dict[str, list[Any]]) -> None:
+        rows = list(zip(*keys.values(), strict=True))
+        absent = {rows[i] for name in self._stored for i, v in enumerate(values[name]) if v is None}
+        missing = sorted(r[0] if len(r) == 1 else r for r in absent)
         if missing:
             raise UnknownEntityError(
-                self.entity_key,
+                ", ".join(self.entity_keys),
                 f"no online feature values for {missing}",
                 "check the ids, or publish and materialize their features",
             )
@@ -240,8 +275,8 @@ class _DirectRead:
         self.config = store.config
         self.tables = tables  # (feature view, requested feature names), service order
         self.odfvs = odfvs  # (on-demand view, its inputs, requested feature names)
-        self.entity_type = store.list_entities()[0].value_type
-        self._keys: dict[Any, Any] = {}  # entity id -> its EntityKey proto
+        self.value_types = {e.join_key: e.value_type for e in store.list_entities()}
+        self._keys: dict[Any, Any] = {}  # entity (a tuple of key values) -> its EntityKey proto
 
     @classmethod
     def build(cls, store: Any, service: Any, odfvs: dict[str, Any]) -> _DirectRead | None:
@@ -257,7 +292,7 @@ class _DirectRead:
         online_store = type(store._get_provider().online_store)
         if online_store._read_features_per_fv is not OnlineStore._read_features_per_fv:
             return None
-        entity_key = store.list_entities()[0].join_key
+        entity_keys, _ = _service_keys(store, service, odfvs)
         reads: dict[str, list[str]] = {}  # feature view -> features to read (service order)
 
         def read(view: str, names: list[str]) -> None:
@@ -289,23 +324,26 @@ class _DirectRead:
             inputs += [f.name for r in odfv.source_request_sources.values() for f in r.schema]
             transforms.append((odfv, inputs, names))
         tables = [(store.get_feature_view(view), names) for view, names in reads.items()]
-        if any([c.name for c in view.entity_columns] != [entity_key] for view, _ in tables):
+        if any({c.name for c in view.entity_columns} != set(entity_keys) for view, _ in tables):
             return None
         return cls(store, tables, transforms)
 
-    def read(self, rows: dict[str, list[Any]], entity_key: str) -> dict[str, list[Any]]:
-        """Every feature column for ``rows`` (entity ids and request values), None if absent."""
+    def read(self, rows: dict[str, list[Any]], entity_keys: list[str]) -> dict[str, list[Any]]:
+        """Every feature column for ``rows`` (join keys and request values), None if absent."""
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
-        ids = rows[entity_key]
+        ids = list(zip(*(rows[k] for k in entity_keys), strict=True))
         new = [i for i in dict.fromkeys(ids) if i not in self._keys]
         if new:  # an entity's key is built once (Feast type-checks every conversion)
             if len(self._keys) + len(new) > KEY_CACHE_SIZE:
                 self._keys.clear()
-            values = python_values_to_proto_values(new, self.entity_type)
-            for i, value in zip(new, values, strict=True):
-                self._keys[i] = EntityKey(join_keys=[entity_key], entity_values=[value])
+            protos = [
+                python_values_to_proto_values([i[j] for i in new], self.value_types[key])
+                for j, key in enumerate(entity_keys)
+            ]
+            for i, values in zip(new, zip(*protos, strict=True), strict=True):
+                self._keys[i] = EntityKey(join_keys=entity_keys, entity_values=list(values))
         keys = [self._keys[i] for i in ids]
         out: dict[str, list[Any]] = {}
         for table, names in self.tables:
@@ -323,6 +361,22 @@ class _DirectRead:
             for name in names:
                 out[name] = list(computed[name])
         return out
+
+
+def _service_keys(store: Any, service: Any, odfvs: dict[str, Any]) -> tuple[list[str], dict]:
+    """The join keys of the service's stored views, in their order, and each one's kind
+    (``int`` or ``string``)."""
+    from feast import ValueType
+
+    kinds = {e.join_key: e.value_type for e in store.list_entities()}
+    keys: list[str] = []
+    for projection in service.feature_view_projections:
+        if projection.name in odfvs:
+            continue
+        view = store.get_feature_view(projection.name)
+        keys += [c.name for c in view.entity_columns if c.name not in keys]
+    keys = keys or [store.list_entities()[0].join_key]
+    return keys, {k: "string" if kinds.get(k) == ValueType.STRING else "int" for k in keys}
 
 
 # value kinds Feast converts to Python as the proto field itself

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from esteira.errors import EsteiraError
@@ -15,9 +15,15 @@ class FeatureSchema:
     names: tuple[str, ...]
     kinds: dict[str, str]  # name -> "float" | "int" | "category"
     pandas_types: dict[str, str]
+    # the entity's join keys (-> "int" | "string"), passed as parameters, never features
+    keys: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, Any]) -> FeatureSchema:
+    def from_metadata(
+        cls, metadata: dict[str, Any], keys: dict[str, str] | None = None
+    ) -> FeatureSchema:
+        """The schema of a version's metadata; ``keys`` stand in for a version registered
+        before its metadata named ``entity_keys``."""
         names = tuple(metadata.get("feature_names") or ())
         if not names:
             raise EsteiraError(
@@ -26,7 +32,8 @@ class FeatureSchema:
         types = dict(metadata.get("feature_types") or {})
         categorical = set(metadata.get("categorical_features") or ())
         kinds = {n: _kind(types.get(n, "float64"), n in categorical) for n in names}
-        return cls(names, kinds, {n: types.get(n, "float64") for n in names})
+        keys = dict(metadata.get("entity_keys") or keys or {})
+        return cls(names, kinds, {n: types.get(n, "float64") for n in names}, keys)
 
     def datatype(self, name: str) -> str:
         return {"float": "FP64", "int": "INT64", "category": "BYTES"}[self.kinds[name]]

@@ -5,7 +5,7 @@ Requests
 V1 ``POST /v1/models/<name>:predict``::
 
     {"instances": [{"volt_mean_3h": 171.2, ..., "model": "model3", "age": 14}, ...],
-     "parameters": {"probabilities": true, "machine_ids": [7], "event_timestamp": "..."}}
+     "parameters": {"probabilities": true, "<key>s": [7], "event_timestamp": "..."}}
 
 An instance is an object ``{feature: value}`` with exactly the model's features, or
 a list of values in the order of ``metadata.feature_names``.
@@ -16,9 +16,9 @@ metadata (``GET /v2/models/<name>``): ``FP64`` for float features (FP32 and inte
 types are accepted), ``INT64`` for integer features, ``BYTES`` for the categorical
 ``model``. A single 2-D tensor is refused on purpose: one tensor has one datatype
 and cannot carry the categorical feature next to the numeric ones. Request
-parameters: ``probabilities`` (bool), ``machine_ids`` (comma-separated string or one
-int), ``event_timestamp`` (ISO 8601). The transformer passes the last two so the
-prediction log knows the entity; they are never features.
+parameters: ``probabilities`` (bool), ``<key>s`` for each of the entity's join keys
+(:mod:`serving.entity_keys`), ``event_timestamp`` (ISO 8601). The transformer passes the
+keys and the time so the prediction log knows the entity; they are never features.
 
 Answers
 -------
@@ -65,6 +65,7 @@ from esteira.config import Settings
 from esteira.errors import EsteiraError
 from esteira.registry import MODEL_FILE, Registry, read_model_dir
 from esteira.safe_load import load_model
+from serving.entity_keys import parse_parameter, plural
 from serving.fast_model import verified_array_path
 from serving.feature_schema import FeatureSchema
 from serving.prediction_logger import PredictionLogger, Record
@@ -73,7 +74,7 @@ from serving.v2_codec import check_outputs, requested_names, respond, tensor_val
 log = logging.getLogger(__name__)
 
 V1_KEYS = ("instances", "parameters")
-PARAMETERS = ("probabilities", "machine_ids", "event_timestamp")
+PARAMETERS = ("probabilities", "event_timestamp")  # and ``<key>s`` per join key
 # parameters KServe clients may add on their own; accepted and ignored
 PASSTHROUGH_PARAMETERS = ("binary_data_output", "content_type", "headers")
 FLOAT_TYPES = ("FP64", "FP32", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32",
@@ -169,7 +170,7 @@ class Parsed:
     columns: dict[str, list[Any]]  # one list per feature, values checked
     rows: int
     probabilities: bool = False
-    machine_ids: list[int] | None = None
+    keys: dict[str, list[Any]] = field(default_factory=dict)  # join key -> one value per row
     event_timestamp: str | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -184,9 +185,10 @@ def _check_batch(rows: int, where: str, max_batch: int) -> None:
         )
 
 
-def _parse_parameters(params: Any, rows: int, where: str) -> dict[str, Any]:
+def _parse_parameters(params: Any, rows: int, where: str, keys: dict[str, str]) -> dict[str, Any]:
     if params is None:
         return {}
+    named = {plural(k): k for k in keys}
     if not isinstance(params, dict):
         params = to_http_parameters(params) if hasattr(params, "items") else params
     if not isinstance(params, dict):
@@ -195,39 +197,22 @@ def _parse_parameters(params: Any, rows: int, where: str) -> dict[str, Any]:
     for key, value in params.items():
         if key in PASSTHROUGH_PARAMETERS:
             continue
-        if key not in PARAMETERS:
-            raise InvalidInput(
-                f"{where}.{key}: unknown parameter; allowed: {', '.join(PARAMETERS)}"
-            )
+        if key not in PARAMETERS and key not in named:
+            allowed = ", ".join([*PARAMETERS, *named])
+            raise InvalidInput(f"{where}.{key}: unknown parameter; allowed: {allowed}")
         out[key] = value
     probabilities = out.get("probabilities", False)
     if not isinstance(probabilities, bool):
         raise _bad(f"{where}.probabilities", "true or false", probabilities)
     result: dict[str, Any] = {"probabilities": probabilities}
-    if "machine_ids" in out:
-        result["machine_ids"] = _machine_ids(out["machine_ids"], rows, f"{where}.machine_ids")
+    result["keys"] = {
+        k: parse_parameter(out[name], keys[k], rows, f"{where}.{name}")
+        for name, k in named.items()
+        if name in out
+    }
     if "event_timestamp" in out:
         result["event_timestamp"] = _timestamp(out["event_timestamp"], f"{where}.event_timestamp")
     return result
-
-
-def _machine_ids(value: Any, rows: int, where: str) -> list[int]:
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-        if not all(p.lstrip("-").isdigit() for p in parts):
-            raise _bad(where, "comma-separated integers", value)
-        ids = [int(p) for p in parts]
-    elif isinstance(value, int) and not isinstance(value, bool):
-        ids = [value]
-    elif isinstance(value, list) and all(type(v) is int for v in value):
-        ids = list(value)
-    else:
-        raise _bad(where, "integers (a list, one int, or a comma-separated string)", value)
-    if len(ids) != rows:
-        raise InvalidInput(f"{where}: has {len(ids)} ids for {rows} rows; send one per row")
-    if not all(INT64_MIN <= i <= INT64_MAX for i in ids):  # the log stores them as int64
-        raise _bad(where, "64-bit integers", value)
-    return ids
 
 
 def _timestamp(value: Any, where: str) -> str:
@@ -259,7 +244,7 @@ def parse_v1(body: Any, schema: FeatureSchema, max_batch: int) -> Parsed:
         name: convert_column(raw[name], schema.kinds[name], _v1_where(name))
         for name in schema.names
     }
-    params = _parse_parameters(body.get("parameters"), len(instances), "parameters")
+    params = _parse_parameters(body.get("parameters"), len(instances), "parameters", schema.keys)
     return Parsed(columns, len(instances), **params)
 
 
@@ -336,7 +321,7 @@ def parse_v2(request: InferRequest, schema: FeatureSchema, max_batch: int) -> Pa
                 "every input needs the same number of rows"
             )
         columns[name] = convert_column(values, schema.kinds[name], _v2_where(name))
-    params = _parse_parameters(request.parameters, rows or 0, "parameters")
+    params = _parse_parameters(request.parameters, rows or 0, "parameters", schema.keys)
     parsed = Parsed(columns, rows or 0, **params)
     if request.id:
         parsed.request_id = _utf8(str(request.id), "id")
@@ -470,7 +455,7 @@ class Predictor(Model):
             registry = self.registry or self._open_registry()
             version = registry.get(self.ref)
             data = registry.read_file(version.version, MODEL_FILE)
-        schema = FeatureSchema.from_metadata(version.metadata)
+        schema = FeatureSchema.from_metadata(version.metadata, self._contract_keys())
         self.scorer = Scorer(load_model(data), schema, version.metadata)
         self.schema = schema
         self.version = version.version
@@ -483,6 +468,16 @@ class Predictor(Model):
             len(schema.names),
             self.scorer.path,
         )
+
+    def _contract_keys(self) -> dict[str, str]:
+        """The join keys of the configured contract, for versions whose metadata lacks them."""
+        from esteira.contract import load_contract
+
+        try:
+            contract = load_contract(self.settings.features.repo_path)
+        except EsteiraError:
+            return {}
+        return {k: contract.columns[k].dtype for k in contract.keys}
 
     def _open_registry(self) -> Registry:
         from esteira.storage import open_storage
@@ -582,8 +577,7 @@ class Predictor(Model):
         columns: dict[str, Any] = dict(parsed.columns)
         columns["prediction"] = prediction
         columns["probability"] = probability if probability is not None else [None] * parsed.rows
-        if parsed.machine_ids is not None:
-            columns["machine_id"] = parsed.machine_ids
+        columns.update(parsed.keys)
         constants = {
             "request_id": parsed.request_id,
             "served_at": datetime.fromtimestamp(time.time(), UTC),

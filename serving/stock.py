@@ -12,7 +12,8 @@ ColumnTransformer selects columns by name, so only DataFrame-shaped requests wor
 
 It answers the probabilities of both classes, ``[n, 2]``: V1 ``{"predictions":
 [[p0, p1], ...]}``, V2 one output ``output-0`` (FP64, shape ``[n, 2]``). The class is
-``p1 >= threshold``, as our predictor decides it. It knows nothing of machine ids,
+``p1 >= threshold``, as our predictor decides it. A regression's runtime runs ``predict``
+(no ``PREDICT_PROBA``) and answers one value per row. It knows nothing of entity keys,
 request ids or the prediction log, and names no model version.
 
 ``tests/fixtures/kserve_sklearnserver.json`` holds requests and answers recorded from
@@ -49,10 +50,19 @@ def stock_request(protocol: str, names: list[str], features: dict[str, list[Any]
 
 
 def read_stock_answer(
-    protocol: str, body: dict[str, Any], rows: int, threshold: float
-) -> tuple[list[int], list[float], str]:
-    """(classes, probabilities of class 1, model version) from a stock answer; KeyError,
-    TypeError or ValueError when it is not one."""
+    protocol: str, body: dict[str, Any], rows: int, threshold: float | None
+) -> tuple[list[Any], list[float] | None, str]:
+    """(classes, probabilities of class 1, model version) from a stock answer, or for a
+    regression (``threshold`` None: the runtime runs ``predict``) (values, None, version);
+    KeyError, TypeError or ValueError when it is not one."""
+    if threshold is None:
+        if protocol == "v1":
+            values = body["predictions"]
+        else:
+            values = {o["name"]: o for o in body["outputs"]}[OUTPUT]["data"]
+        if len(values) != rows:
+            raise ValueError(f"expected {rows} predictions")
+        return [float(v) for v in values], None, str(body.get("model_version") or "")
     if protocol == "v1":
         pairs = body["predictions"]
     else:

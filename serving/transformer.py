@@ -1,30 +1,34 @@
-"""The transformer: machine ids in, online features from Feast, predictions from the predictor.
+"""The transformer: entity keys in, online features from Feast, predictions from the predictor.
 
 Requests
 --------
+The entity's join keys (one, or several for a composite key) and the request-time
+values come from the use case's contract (``feature_repo/<use case>/dataset.yaml``).
 V1 ``POST /v1/models/<name>:predict``::
 
-    {"instances": [{"machine_id": 7, "volt_now": 171.2, "vibration_now": 40.1}]}
+    {"instances": [{"<key>": 7, "<request value>": 171.2, ...}]}
 
-V2 ``POST /v2/models/<name>/infer`` (REST, and gRPC when enabled): inputs
-``machine_id`` (INT64, shape [n]) and one FP64 input per request-time field
-(``volt_now``, ``vibration_now``), typed or raw (binary); the V2 metadata lists them,
-from the dataset contract. Answers take the request's encoding (:mod:`serving.v2_codec`).
+V2 ``POST /v2/models/<name>/infer`` (REST, and gRPC when enabled): one input per join
+key (INT64 for an integer key, BYTES for a string key, shape [n]) and one FP64 input per
+request-time value, typed or raw (binary); the V2 metadata lists them, from the
+contract. Answers take the request's encoding (:mod:`serving.v2_codec`).
 
 For each request the transformer reads the feature vectors with
 :class:`esteira.online.OnlineFeatures` (feature service order, as in training),
 sends them to the predictor over REST with ``serving.predictor_protocol`` (v1 or v2)
 on keep-alive connections (:mod:`serving.upstream`) within ``serving.timeout_seconds``, and answers
-V1 ``{"machine_ids", "predictions", "probabilities", "model_name", "model_version"}``
-or V2 outputs ``machine_id``, ``prediction``, ``probability``.
+V1 ``{"<key>s", "predictions", "probabilities", "model_name", "model_version"}``
+or V2 outputs ``<key>``, ``prediction``, ``probability`` (:mod:`serving.entity_keys`).
+A regression (a contract whose label is a value) answers ``prediction`` as FP64 and no
+probabilities.
 
-Errors: a bad request is 400 naming the field; an unknown machine is 404 naming the
-id; the online store down is 503 (and the next request after it is back works, no
+Errors: a bad request is 400 naming the field; an unknown entity is 404 naming its
+keys; the online store down is 503 (and the next request after it is back works, no
 restart); the predictor unreachable is 503, timing out 504, answering garbage or an
 error 502 (gRPC: NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED).
 
 An online store without its materialization sentinel (Redis restarted without its
-data) is empty, not a store of unknown machines: requests get 503 naming the refill
+data) is empty, not a store of unknown entities: requests get 503 naming the refill
 command and readiness is false until `esteira features materialize --full` ran.
 """
 
@@ -45,15 +49,13 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from esteira.config import Settings
 from esteira.errors import EsteiraError
+from serving.entity_keys import DATATYPES, encode_parameter, key_value, plural
 from serving.predictor import json_body
 from serving.stock import STOCK_RUNTIME, read_stock_answer, stock_request
 from serving.upstream import Upstream, UpstreamProtocolError
 from serving.v2_codec import check_outputs, contract_signature, respond, tensor_values
 
 log = logging.getLogger(__name__)
-
-ENTITY = "machine_id"
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class ServingError(GrpcException):
@@ -103,80 +105,81 @@ def _number(value: Any, where: str) -> float:
     return float(value)
 
 
-def _machine_id(value: Any, where: str) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if type(value) is not int:
-        raise InvalidInput(f"{where}: expected an integer machine id, got {value!r}")
-    if not INT64_MIN <= value <= INT64_MAX:  # Feast entity keys are INT64
-        raise InvalidInput(f"{where}: machine id {value} is out of the 64-bit integer range")
-    return value
-
-
 def _check_rows(rows: int, where: str, max_batch: int) -> None:
     if rows == 0:
-        raise InvalidInput(f"{where}: is empty; send at least one machine")
+        raise InvalidInput(f"{where}: is empty; send at least one entity")
     if rows > max_batch:
         raise InvalidInput(
-            f"{where}: {rows} machines exceed the batch limit of {max_batch} (serving.max_batch)"
+            f"{where}: {rows} entities exceed the batch limit of {max_batch} (serving.max_batch)"
         )
 
 
+Columns = dict[str, list[Any]]
+
+
 def parse_v1(
-    body: Any, fields: list[str], max_batch: int
-) -> tuple[list[int], dict[str, list[float]]]:
-    """``{"instances": [{machine_id, <request fields>}]}`` -> (ids, request values)."""
+    body: Any, keys: dict[str, str], fields: list[str], max_batch: int
+) -> tuple[Columns, Columns]:
+    """``{"instances": [{<join keys>, <request fields>}]}`` -> (key columns, request values).
+
+    ``keys``: each join key and its kind (``int`` or ``string``)."""
     body = json_body(body)
     if not isinstance(body, dict):
         raise InvalidInput('body: expected a JSON object {"instances": [...]}')
     extra = [k for k in body if k != "instances"]
     if extra:
         raise InvalidInput(f"{extra[0]}: unknown top-level field; send only instances")
+    wanted = [*keys, *fields]
     instances = body.get("instances")
     if not isinstance(instances, list):
-        raise InvalidInput("instances: missing or not a list of {machine_id, ...} objects")
+        raise InvalidInput(f"instances: missing or not a list of objects with {wanted}")
     _check_rows(len(instances), "instances", max_batch)
-    wanted = {ENTITY, *fields}
-    ids: list[int] = []
-    values: dict[str, list[float]] = {f: [] for f in fields}
+    ids: Columns = {k: [] for k in keys}
+    values: Columns = {f: [] for f in fields}
     for i, row in enumerate(instances):
         if not isinstance(row, dict):
             raise InvalidInput(f"instances[{i}]: expected an object with {sorted(wanted)}")
-        if row.keys() != wanted:
-            missing = sorted(wanted - row.keys())
+        if row.keys() != set(wanted):
+            missing = sorted(set(wanted) - row.keys())
             if missing:
                 raise InvalidInput(f"instances[{i}]: missing {missing}")
             raise InvalidInput(
-                f"instances[{i}]: unknown fields {sorted(row.keys() - wanted)}; "
+                f"instances[{i}]: unknown fields {sorted(row.keys() - set(wanted))}; "
                 f"send {sorted(wanted)}"
             )
-        ids.append(_machine_id(row[ENTITY], f"instances[{i}].{ENTITY}"))
+        for key, kind in keys.items():
+            ids[key].append(key_value(row[key], kind, f"instances[{i}].{key}"))
         for name in fields:
             values[name].append(_number(row[name], f"instances[{i}].{name}"))
     return ids, values
 
 
 def parse_v2(
-    request: InferRequest, fields: list[str], max_batch: int
-) -> tuple[list[int], dict[str, list[float]]]:
-    """Inputs ``machine_id`` (INT64) and the request fields (FP64) -> (ids, request values)."""
+    request: InferRequest, keys: dict[str, str], fields: list[str], max_batch: int
+) -> tuple[Columns, Columns]:
+    """Inputs: one per join key (INT64 or BYTES) and per request field (FP64) -> (key
+    columns, request values)."""
     inputs = {t.name: t for t in request.inputs}
-    wanted = [ENTITY, *fields]
+    wanted = [*keys, *fields]
     unknown = sorted(set(inputs) - set(wanted))
     missing = [n for n in wanted if n not in inputs]
     if unknown or missing or len(inputs) != len(request.inputs):
         raise InvalidInput(
             f"inputs: expected exactly {wanted} (one each); missing {missing}, unknown {unknown}"
         )
-    columns = {name: _tensor_values(inputs[name], name) for name in wanted}
-    rows = len(columns[ENTITY])
-    _check_rows(rows, f"inputs[{ENTITY!r}].shape", max_batch)
-    for name in fields:
+    columns = {name: _tensor_values(inputs[name], keys.get(name, "float")) for name in wanted}
+    first = wanted[0]
+    rows = len(columns[first])
+    _check_rows(rows, f"inputs[{first!r}].shape", max_batch)
+    for name in wanted[1:]:
         if len(columns[name]) != rows:
             raise InvalidInput(
-                f"inputs[{name!r}].shape: {len(columns[name])} values for {rows} machines"
+                f"inputs[{name!r}].shape: {len(columns[name])} values for {rows} entities"
             )
-    ids = [_machine_id(v, f"inputs[{ENTITY!r}].data[{i}]") for i, v in enumerate(columns[ENTITY])]
+    ids = {
+        k: [key_value(v, kind, f"inputs[{k!r}].data[{i}]") for i, v in enumerate(columns[k])]
+        for k, kind in keys.items()
+    }
     values = {
         n: [_number(v, f"inputs[{n!r}].data[{i}]") for i, v in enumerate(columns[n])]
         for n in fields
@@ -184,14 +187,19 @@ def parse_v2(
     return ids, values
 
 
-def _tensor_values(tensor: Any, name: str) -> list[Any]:
+ACCEPTED = {"int": ("INT64", "INT32"), "string": ("BYTES",), "float": ("FP64", "FP32")}
+
+
+def _tensor_values(tensor: Any, kind: str) -> list[Any]:
+    name = tensor.name
     shape = list(tensor.shape or [])
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
         raise InvalidInput(f"inputs[{name!r}].shape: {shape} is not accepted; use [n]")
-    expected = "INT64" if name == ENTITY else "FP64"
     datatype = (tensor.datatype or "").upper()
-    if datatype not in (expected, "INT32" if name == ENTITY else "FP32"):
-        raise InvalidInput(f"inputs[{name!r}].datatype: {datatype} is not accepted; use {expected}")
+    if datatype not in ACCEPTED[kind]:
+        raise InvalidInput(
+            f"inputs[{name!r}].datatype: {datatype} is not accepted; use {ACCEPTED[kind][0]}"
+        )
     values = tensor_values(tensor, f"inputs[{name!r}]")  # typed or raw, checked
     if len(values) != shape[0] * (shape[1] if len(shape) == 2 else 1):
         raise InvalidInput(f"inputs[{name!r}].data: has {len(values)} values for shape {shape}")
@@ -210,34 +218,35 @@ def _datatype(values: list[Any]) -> str:
 def predictor_body(
     protocol: str,
     names: list[str],
-    features: dict[str, list[Any]],
-    ids: list[int],
+    features: Columns,
+    ids: Columns,
     stamp: str,
+    *,
+    probabilities: bool = True,
 ) -> dict[str, Any]:
-    """The predictor request for these feature columns, with the entity as parameters."""
-    n = len(ids)
+    """The predictor request for these feature columns, with the entity's keys as parameters."""
+    n = len(next(iter(ids.values())))
+    params: dict[str, Any] = {"probabilities": probabilities, "event_timestamp": stamp}
     if protocol == "v1":
         rows = [[features[name][i] for name in names] for i in range(n)]
-        params = {"probabilities": True, "machine_ids": ids, "event_timestamp": stamp}
+        params.update({plural(k): v for k, v in ids.items()})
         return {"instances": rows, "parameters": params}
     inputs = [
         {"name": name, "shape": [n], "datatype": _datatype(features[name]), "data": features[name]}
         for name in names
     ]
-    params = {
-        "probabilities": True,
-        "machine_ids": ",".join(str(i) for i in ids),
-        "event_timestamp": stamp,
-    }
+    params.update({plural(k): encode_parameter(v) for k, v in ids.items()})
     return {"inputs": inputs, "parameters": params}
 
 
-def read_answer(protocol: str, body: dict[str, Any]) -> tuple[list[Any], list[Any], str]:
-    """(predictions, probabilities, model_version) from a predictor answer."""
+def read_answer(protocol: str, body: dict[str, Any]) -> tuple[list[Any], list[Any] | None, str]:
+    """(predictions, probabilities or None for a regression, model_version) from an answer."""
     if protocol == "v1":
-        return body["predictions"], body["probabilities"], str(body.get("model_version", ""))
+        probabilities = body.get("probabilities")
+        return body["predictions"], probabilities, str(body.get("model_version", ""))
     outputs = {o["name"]: o["data"] for o in body["outputs"]}
-    return outputs["prediction"], outputs["probability"], str(body.get("model_version") or "")
+    probabilities = outputs.get("probability")
+    return outputs["prediction"], probabilities, str(body.get("model_version") or "")
 
 
 def _request_id(headers: dict[str, str] | None) -> str:
@@ -277,6 +286,8 @@ class Transformer(Model):
         self.max_batch = settings.serving.max_batch
         self.online = online
         self.failure: str | None = None
+        self.classifier = True  # from the contract's label at load
+        self.keys: dict[str, str] = {}  # join key -> int | string, from Feast at load
         self._upstream: Upstream | None = None
         if self.protocol == "v1":
             self.infer_path = f"/v1/models/{self.name}:predict"
@@ -286,8 +297,11 @@ class Transformer(Model):
     def load(self) -> bool:
         """Resolve the feature service (no online-store connection is needed yet)."""
         try:
-            if self.stock and not (
-                self.decision_threshold is not None and 0 < self.decision_threshold < 1
+            self.signature = self._signature()
+            if (
+                self.stock
+                and self.classifier
+                and not (self.decision_threshold is not None and 0 < self.decision_threshold < 1)
             ):
                 raise EsteiraError(
                     "--decision_threshold",
@@ -301,7 +315,7 @@ class Transformer(Model):
                 self.online = OnlineFeatures(self.settings)
             self.names = self.online.feature_names
             self.fields = self.online.request_fields
-            self.signature = self._signature()
+            self.keys = dict(self.online.entity_types)  # join key -> int | string
             self.ready, self.failure = True, None
         except EsteiraError as exc:
             self.ready, self.failure = False, exc.message
@@ -318,10 +332,12 @@ class Transformer(Model):
 
     # ---- metadata (GET /v2/models/<name>, gRPC ModelMetadata) ----------------------------
     def _signature(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """V2 inputs and outputs from the dataset contract (entity key, request values)."""
+        """V2 inputs and outputs from the dataset contract (join keys, request values)."""
         from esteira.contract import load_contract
 
-        return contract_signature(load_contract(self.settings.features.repo_path))
+        contract = load_contract(self.settings.features.repo_path)
+        self.classifier = contract.task == "classification"
+        return contract_signature(contract)
 
     def get_input_types(self) -> list[dict[str, Any]]:
         signature = getattr(self, "signature", None)
@@ -344,51 +360,60 @@ class Transformer(Model):
     ) -> dict | InferResponse:
         is_v2 = isinstance(payload, InferRequest)
         if is_v2:
-            ids, request_values = parse_v2(payload, self.fields, self.max_batch)
-            check_outputs(payload, [ENTITY, "prediction", "probability"])
+            ids, request_values = parse_v2(payload, self.keys, self.fields, self.max_batch)
+            check_outputs(payload, [o["name"] for o in self.get_output_types()])
         else:
-            ids, request_values = parse_v1(payload, self.fields, self.max_batch)
+            ids, request_values = parse_v1(payload, self.keys, self.fields, self.max_batch)
+        rows = len(next(iter(ids.values())))
         features = self._lookup(ids, request_values)
         stamp = datetime.now(UTC).isoformat()
         if self.stock:
             body = stock_request(self.protocol, self.names, features)
         else:
-            body = predictor_body(self.protocol, self.names, features, ids, stamp)
+            body = predictor_body(
+                self.protocol, self.names, features, ids, stamp, probabilities=self.classifier
+            )
         request_id = _request_id(headers)
         answer = await self._call_predictor(body, request_id)
         try:
             if self.stock:
+                threshold = float(self.decision_threshold or 0.5) if self.classifier else None
                 predictions, probabilities, version = read_stock_answer(
-                    self.protocol, answer, len(ids), float(self.decision_threshold or 0.5)
+                    self.protocol, answer, rows, threshold
                 )
             else:
                 predictions, probabilities, version = read_answer(self.protocol, answer)
+            if len(predictions) != rows or (self.classifier and len(probabilities or ()) != rows):
+                raise ValueError(f"expected {rows} predictions")
         except (KeyError, TypeError, ValueError) as exc:
             what = exc if isinstance(exc, ValueError) else f"no {exc}"
             raise bad_gateway(
                 f"predictor at {self.predictor_url}: unexpected answer ({what})"
             ) from None
         if is_v2:  # in the request's encoding (serving/v2_codec.py)
+            outputs = [
+                InferOutput(k, [rows], DATATYPES[kind], data=ids[k])
+                for k, kind in self.keys.items()
+            ]
+            if self.classifier:
+                outputs.append(InferOutput("prediction", [rows], "INT64", data=predictions))
+                outputs.append(InferOutput("probability", [rows], "FP64", data=probabilities))
+            else:
+                outputs.append(InferOutput("prediction", [rows], "FP64", data=predictions))
             return respond(
                 payload,
-                [
-                    InferOutput(ENTITY, [len(ids)], "INT64", data=ids),
-                    InferOutput("prediction", [len(ids)], "INT64", data=predictions),
-                    InferOutput("probability", [len(ids)], "FP64", data=probabilities),
-                ],
+                outputs,
                 response_id=payload.id or request_id,
                 model_name=self.name,
                 model_version=version,
             )
-        return {
-            "machine_ids": ids,
-            "predictions": predictions,
-            "probabilities": probabilities,
-            "model_name": self.name,
-            "model_version": version,
-        }
+        answer = {plural(k): ids[k] for k in self.keys}
+        answer["predictions"] = predictions
+        if self.classifier:
+            answer["probabilities"] = probabilities
+        return {**answer, "model_name": self.name, "model_version": version}
 
-    def _lookup(self, ids: list[int], values: dict[str, list[float]]) -> dict[str, list[Any]]:
+    def _lookup(self, ids: Columns, values: Columns) -> Columns:
         from esteira.online import (
             MissingRequestValueError,
             OnlineStoreUnavailable,

@@ -254,18 +254,18 @@ def tensor_spec(name: str, datatype: str) -> dict[str, Any]:
 
 
 def contract_signature(contract: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The transformer's V2 inputs and outputs, from the dataset contract: the entity key and
-    the request-time values (with their raw column's datatype) in; the entity, the class and
-    the probability out."""
+    """The transformer's V2 inputs and outputs, from the dataset contract: the join keys and
+    the request-time values (with their raw column's datatype) in; the join keys and the
+    prediction out (the class and its probability for a classification, a value for a
+    regression)."""
 
     def datatype(column: str) -> str:
         return CONTRACT_DATATYPES.get(contract.columns[column].dtype, "BYTES")
 
-    inputs = [tensor_spec(contract.entity, datatype(contract.entity))]
-    inputs += [tensor_spec(name, datatype(column)) for name, column in contract.request.items()]
-    outputs = [
-        tensor_spec(contract.entity, datatype(contract.entity)),
-        tensor_spec("prediction", "INT64"),
-        tensor_spec("probability", "FP64"),
-    ]
-    return inputs, outputs
+    keys = [tensor_spec(key, datatype(key)) for key in contract.keys]
+    inputs = keys + [tensor_spec(n, datatype(column)) for n, column in contract.request.items()]
+    if contract.task == "classification":
+        answer = [tensor_spec("prediction", "INT64"), tensor_spec("probability", "FP64")]
+    else:
+        answer = [tensor_spec("prediction", "FP64")]
+    return inputs, keys + answer

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from esteira.config import Settings
+from esteira.contract import load_contract
 from esteira.drift import summarize_reference
 from esteira.parquet import read_parquet
 from esteira.registry import MODEL_FILE, ModelVersion, registry_for
@@ -25,6 +26,12 @@ def library_versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def _entity_keys(settings: Settings) -> dict[str, str]:
+    """The contract's join keys and their kinds: what the predictor takes as parameters."""
+    contract = load_contract(settings.features.repo_path)
+    return {k: contract.columns[k].dtype for k in contract.keys}
 
 
 def register_model(
@@ -53,6 +60,7 @@ def register_model(
         "categorical_features": info["categorical"],
         "feature_types": {c: str(t) for c, t in training.dtypes.items()},
         "feature_service": training_meta.get("feature_service", settings.features.feature_service),
+        "entity_keys": _entity_keys(settings),
         "feature_definitions_hash": definitions_hash,
         "data_hash": data_hash,
         "source_uri": settings.data.source_uri,
