@@ -80,7 +80,7 @@ def run(
         [
             lambda: model.model.predict(X),
             lambda: bp.predict_frame(
-                model, frame, entity=contract.entity, run_id="bench", progress=None
+                model, frame, entity=contract.keys, run_id="bench", progress=None
             ),
         ],
         repeats,

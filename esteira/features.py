@@ -220,13 +220,30 @@ def label_frame(raw: pd.DataFrame, c: Contract, sample_every_hours: int) -> pd.D
     return out.sort_values([EVENT_TS, *c.keys], kind="stable").reset_index(drop=True)
 
 
-def _value_labels(raw: pd.DataFrame, c: Contract, sample_every_hours: int) -> pd.DataFrame:
+def entity_frame(
+    raw: pd.DataFrame, c: Contract, every_hours: int, *, label: bool = False
+) -> pd.DataFrame:
+    """Rows to predict for: the keys, ``event_timestamp`` and the request-time values, one
+    row per entity every ``every_hours`` (with ``label``, a value label's label too).
+
+    An ``event`` label's row is at its raw row's time. A ``value`` label's row is at the
+    raw row's time + available_after - horizon, the moment its value is ``horizon`` ahead,
+    with that row's request-time values (planned ahead, e.g. price, promotion).
+    """
     frame = _sorted(raw, c)
-    rows = frame.loc[_sample(frame, c, sample_every_hours)]
-    shift = pd.Timedelta(hours=c.available_after_hours - c.label.horizon_hours)
+    rows = frame.loc[_sample(frame, c, every_hours)]
+    shift = pd.Timedelta(0)
+    if c.label.kind == "value":
+        shift = pd.Timedelta(hours=c.available_after_hours - c.label.horizon_hours)
     out = pd.DataFrame({k: rows[k].to_numpy() for k in c.keys})
     out[EVENT_TS] = (rows[c.timestamp] + shift).to_numpy()
-    out[c.label.name] = rows[c.label.source].to_numpy(dtype="float64")
+    if label:
+        out[c.label.name] = rows[c.label.source].to_numpy(dtype="float64")
     for name, column in c.request.items():
         out[name] = rows[column].to_numpy(dtype="float64")
     return out.sort_values([EVENT_TS, *c.keys], kind="stable").reset_index(drop=True)
+
+
+def _value_labels(raw: pd.DataFrame, c: Contract, sample_every_hours: int) -> pd.DataFrame:
+    """Each raw row is the label of the entity row ``horizon`` before it (see label_frame)."""
+    return entity_frame(raw, c, sample_every_hours, label=True)

@@ -90,14 +90,14 @@ class OnlineFeatures:
         odfvs = {v.name: v for v in self.store.list_on_demand_feature_views()}
         self.entity_keys, self.entity_types = _service_keys(self.store, service, odfvs)
         self._refs: list[str] = []
-        self._stored: list[str] = []  # features read from the online store (not computed)
+        self._stored: list[list[str]] = []  # per stored view, the features read from it
         self._requests: list[str] = []
         for projection in service.feature_view_projections:
             names = [f.name for f in projection.features]
             self._refs += [f"{projection.name_to_use()}:{n}" for n in names]
             odfv = odfvs.get(projection.name)
             if odfv is None:
-                self._stored += names
+                self._stored.append(names)
                 continue
             for source in odfv.source_request_sources.values():
                 self._requests += [f.name for f in source.schema if f.name not in self._requests]
@@ -257,7 +257,14 @@ class OnlineFeatures:
 
     def _check_found(self, keys: dict[str, list[Any]], values: dict[str, list[Any]]) -> None:
         rows = list(zip(*keys.values(), strict=True))
-        absent = {rows[i] for name in self._stored for i, v in enumerate(values[name]) if v is None}
+        # an entity a view knows nothing of reads as None for every feature of that view; a
+        # single None is a value that was missing at the source (a lag before the history)
+        absent = {
+            rows[i]
+            for names in self._stored
+            for i in range(len(rows))
+            if all(values[name][i] is None for name in names)
+        }
         missing = sorted(r[0] if len(r) == 1 else r for r in absent)
         if missing:
             raise UnknownEntityError(

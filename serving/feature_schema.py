@@ -17,6 +17,9 @@ class FeatureSchema:
     pandas_types: dict[str, str]
     # the entity's join keys (-> "int" | "string"), passed as parameters, never features
     keys: dict[str, str] = field(default_factory=dict)
+    # float features that were missing in training rows (the model handles them): null is
+    # a missing value, not a client's mistake
+    nullable: frozenset[str] = frozenset()
 
     @classmethod
     def from_metadata(
@@ -33,7 +36,8 @@ class FeatureSchema:
         categorical = set(metadata.get("categorical_features") or ())
         kinds = {n: _kind(types.get(n, "float64"), n in categorical) for n in names}
         keys = dict(metadata.get("entity_keys") or keys or {})
-        return cls(names, kinds, {n: types.get(n, "float64") for n in names}, keys)
+        nullable = frozenset(metadata.get("nullable_features") or ()) & set(names)
+        return cls(names, kinds, {n: types.get(n, "float64") for n in names}, keys, nullable)
 
     def datatype(self, name: str) -> str:
         return {"float": "FP64", "int": "INT64", "category": "BYTES"}[self.kinds[name]]

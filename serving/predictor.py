@@ -115,9 +115,21 @@ def _finite(value: float) -> bool:
         return False
 
 
-def convert_column(values: list[Any], kind: str, where: Callable[[int], str]) -> list[Any]:
+def convert_column(
+    values: list[Any], kind: str, where: Callable[[int], str], *, nullable: bool = False
+) -> list[Any]:
     """Values of one feature, checked and as the model takes them (str, float or int);
-    InvalidInput naming ``where(row)``. Plain finite numbers take a short path."""
+    InvalidInput naming ``where(row)``. Plain finite numbers take a short path. A
+    ``nullable`` float feature (missing in training, handled by the model) takes null and
+    NaN as a missing value."""
+    if nullable and kind == "float":
+        values = [math.nan if v is None or (type(v) is float and v != v) else v for v in values]
+        return [
+            v
+            if type(v) is float and (v != v or v - v == 0.0)
+            else float(_number(v, kind, where(i)))
+            for i, v in enumerate(values)
+        ]
     if kind == "category":
         out = []
         for i, v in enumerate(values):
@@ -241,7 +253,9 @@ def parse_v1(body: Any, schema: FeatureSchema, max_batch: int) -> Parsed:
     _check_batch(len(instances), "instances", max_batch)
     raw = _v1_columns(instances, schema)
     columns = {
-        name: convert_column(raw[name], schema.kinds[name], _v1_where(name))
+        name: convert_column(
+            raw[name], schema.kinds[name], _v1_where(name), nullable=name in schema.nullable
+        )
         for name in schema.names
     }
     params = _parse_parameters(body.get("parameters"), len(instances), "parameters", schema.keys)
@@ -320,7 +334,9 @@ def parse_v2(request: InferRequest, schema: FeatureSchema, max_batch: int) -> Pa
                 f"inputs[{name!r}].shape: has {n} rows, other inputs have {rows}; "
                 "every input needs the same number of rows"
             )
-        columns[name] = convert_column(values, schema.kinds[name], _v2_where(name))
+        columns[name] = convert_column(
+            values, schema.kinds[name], _v2_where(name), nullable=name in schema.nullable
+        )
     params = _parse_parameters(request.parameters, rows or 0, "parameters", schema.keys)
     parsed = Parsed(columns, rows or 0, **params)
     if request.id:

@@ -22,15 +22,22 @@ import pandas as pd
 from esteira.config import Settings
 from esteira.contract import Contract
 from esteira.errors import DataError
-from esteira.features import EVENT_TS, compute_feature_tables
+from esteira.features import EVENT_TS, compute_feature_tables, entity_frame
 from esteira.parquet import read_parquet
 
 
 def warmup_hours(contract: Contract) -> int:
-    """History a new row's features can depend on: the longest window or "since" cap."""
+    """History a new row's features can depend on: the longest window, lag or "since" cap."""
     f = contract.features
-    windows = [*f.rolling.windows_hours, *f.events.counts.values()]
-    return max([*windows, f.events.since_cap_hours if f.events.since else 0])
+    spans = [0]
+    if f.rolling:
+        spans += f.rolling.windows_hours
+    if f.lags:
+        spans.append(max(f.lags.lags) * f.lags.step_hours)
+    if f.events:
+        spans += list(f.events.counts.values())
+        spans.append(f.events.since_cap_hours if f.events.since else 0)
+    return int(max(spans) + contract.available_after_hours)
 
 
 def _read_table(uri: str, settings: Settings) -> pd.DataFrame | None:
@@ -65,7 +72,7 @@ def extend_sources(
     from esteira.feast_repo import publish_sources
     from esteira.feast_store import source_uri
 
-    ts, entity = contract.timestamp, contract.entity
+    ts, keys = contract.timestamp, contract.keys
     if new_raw.empty:
         raise DataError("batch data", "has no rows", "point data_uri at the new raw data")
     new_raw = new_raw.assign(**{ts: _utc(new_raw[ts])})
@@ -80,14 +87,14 @@ def extend_sources(
     merged: dict[str, pd.DataFrame] = {}
     for table, computed in tables.items():
         fresh = computed.loc[_utc(computed[EVENT_TS]) >= start]
-        if table == contract.features.static.table:
+        if contract.features.static and table == contract.features.static.table:
             fresh = computed  # attributes are stamped when first seen: keep the warm-up rows
         existing = _read_table(source_uri(settings, table), settings)
         if existing is not None:
             existing = existing.loc[_utc(existing[EVENT_TS]) < start]
             fresh = pd.concat([existing, fresh], ignore_index=True)
-        fresh = fresh.drop_duplicates([entity, EVENT_TS], keep="last")
-        merged[table] = fresh.sort_values([entity, EVENT_TS], kind="stable").reset_index(drop=True)
+        fresh = fresh.drop_duplicates([*keys, EVENT_TS], keep="last")
+        merged[table] = fresh.sort_values([*keys, EVENT_TS], kind="stable").reset_index(drop=True)
     uris = publish_sources(merged, settings)
     return {
         "start": start.isoformat(),
@@ -98,21 +105,12 @@ def extend_sources(
 
 
 def entity_rows(raw: pd.DataFrame, contract: Contract, every_hours: int) -> pd.DataFrame:
-    """One row per entity every ``every_hours`` (its first reading in each bucket).
-
-    Columns: the entity key, ``event_timestamp`` and the request-time values the contract
-    names (``volt_now`` ...), read from the same raw row, as serving receives them.
-    """
-    ts, entity = contract.timestamp, contract.entity
-    frame = raw.sort_values([entity, ts], kind="stable")
-    stamps = _utc(frame[ts])
-    bucket = stamps.dt.floor(f"{every_hours}h")
-    first = ~pd.DataFrame({"e": frame[entity].to_numpy(), "b": bucket.to_numpy()}).duplicated()
-    rows = frame.loc[first.to_numpy()]
-    out = pd.DataFrame({entity: rows[entity].to_numpy(), EVENT_TS: _utc(rows[ts]).to_numpy()})
-    for name, column in contract.request.items():
-        out[name] = rows[column].to_numpy(dtype="float64")
-    return out.sort_values([EVENT_TS, entity], kind="stable").reset_index(drop=True)
+    """One row per entity every ``every_hours`` (:func:`esteira.features.entity_frame`):
+    the join keys, ``event_timestamp`` (UTC) and the request-time values the contract
+    names, read from the same raw row, as serving receives them."""
+    out = entity_frame(raw, contract, every_hours)
+    out[EVENT_TS] = _utc(out[EVENT_TS])
+    return out
 
 
 def attach_request_values(
@@ -122,15 +120,15 @@ def attach_request_values(
     missing = [n for n in contract.request if n not in rows.columns]
     if not missing:
         return rows
-    ts, entity = contract.timestamp, contract.entity
+    ts, keys = contract.timestamp, contract.keys
     order = rows.assign(__row=np.arange(len(rows))).sort_values(EVENT_TS, kind="stable")
-    readings = raw[[entity, ts, *(contract.request[n] for n in missing)]].copy()
+    readings = raw[[*keys, ts, *(contract.request[n] for n in missing)]].copy()
     readings[ts] = _utc(readings[ts])
     readings = readings.rename(columns={contract.request[n]: n for n in missing})
     readings = readings.sort_values(ts, kind="stable")
-    readings[entity] = readings[entity].astype(order[entity].dtype)
+    readings = readings.astype({k: order[k].dtype for k in keys})
     joined = pd.merge_asof(
-        order, readings, left_on=EVENT_TS, right_on=ts, by=entity, direction="backward"
+        order, readings, left_on=EVENT_TS, right_on=ts, by=keys, direction="backward"
     )
     joined = joined.sort_values("__row").drop(columns=["__row", ts])
     return joined.reset_index(drop=True)
@@ -149,11 +147,12 @@ def read_entity_rows(
     data = read_uri(uri, settings.storage)
     is_parquet = detect_format(uri) == "parquet"
     rows = read_parquet(data) if is_parquet else pd.read_csv(io.BytesIO(data))
-    absent = [c for c in (contract.entity, EVENT_TS) if c not in rows.columns]
+    needed = [*contract.keys, EVENT_TS]
+    absent = [c for c in needed if c not in rows.columns]
     if absent:
-        raise DataError(uri, f"lacks columns {absent}", f"write {contract.entity} and {EVENT_TS}")
+        raise DataError(uri, f"lacks columns {absent}", f"write {', '.join(needed)}")
     rows[EVENT_TS] = _utc(rows[EVENT_TS])
-    rows = rows.drop_duplicates([contract.entity, EVENT_TS]).reset_index(drop=True)
+    rows = rows.drop_duplicates(needed).reset_index(drop=True)
     if raw is not None:
         rows = attach_request_values(rows, raw, contract)
     missing = [n for n in contract.request if n not in rows.columns]

@@ -86,7 +86,7 @@ def predict_frame(
     model: LoadedModel,
     features: pd.DataFrame,
     *,
-    entity: str,
+    entity: str | list[str],
     run_id: str,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Progress | None = _print,
@@ -95,16 +95,17 @@ def predict_frame(
     """Score ``features`` chunk by chunk; the rows in prediction-log form.
 
     Columns: ``request_id`` (``<run>-<row>``), ``served_at``, ``model_name``,
-    ``model_version``, ``source``, the entity key, ``event_timestamp``, every model
+    ``model_version``, ``source``, the entity's join keys, ``event_timestamp``, every model
     feature, ``prediction`` (the class at the version's decision threshold, or the
     value for regression) and ``probability`` (null for regression).
     """
-    missing = [c for c in [entity, EVENT_TS, *model.feature_names] if c not in features.columns]
+    keys = [entity] if isinstance(entity, str) else list(entity)
+    missing = [c for c in [*keys, EVENT_TS, *model.feature_names] if c not in features.columns]
     if missing:
         raise DataError("batch features", f"lack columns {missing}", "retrieve them through Feast")
     n = len(features)
     # one copy of what the output keeps; the model's ColumnTransformer picks its own columns
-    out = features.loc[:, [entity, EVENT_TS, *model.feature_names]].reset_index(drop=True)
+    out = features.loc[:, [*keys, EVENT_TS, *model.feature_names]].reset_index(drop=True)
     scores = np.empty(n, dtype=np.float64)
     classification = model.task == "classification"
     started = time.perf_counter()
@@ -219,7 +220,7 @@ def score_and_write(
     frame = predict_frame(
         model,
         features,
-        entity=contract.entity,
+        entity=contract.keys,
         run_id=run_id,
         chunk_rows=chunk_rows,
         progress=progress,

@@ -12,6 +12,12 @@ when a metric the gate cares about (``gate.compare_metric`` and every
 (``metadata["metrics"]``) by more than ``monitoring.performance_tolerance``
 (absolute). With fewer than ``min_positives`` labelled positives the comparison is
 not made (``status="insufficient_labels"``): a handful of failures says nothing.
+
+A regression's prediction at t is of a value that arrives later (the raw row it forecast,
+:func:`esteira.features.entity_frame`). Its live metrics are MAE, RMSE, WAPE and MASE
+against the seasonal-naive forecast of the same rows (``esteira.regression``), overall
+and per day, compared the same way (``wape`` against the recorded ``wape``); fewer than
+``min_positives`` labelled rows are reported but not compared.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ from sklearn import metrics as skm
 
 from esteira.config import KNOWN_METRICS, Settings
 from esteira.contract import Contract, load_contract
-from esteira.errors import DataError
 from esteira.features import EVENT_TS
 
 MIN_POSITIVES = 10
@@ -43,37 +48,60 @@ def _utc(values: Any) -> Any:
 def attach_labels(predictions: pd.DataFrame, raw: pd.DataFrame, contract: Contract) -> pd.DataFrame:
     """``predictions`` with the contract's label where it is known yet (others dropped).
 
-    Label 1: the event happens in (event_timestamp, event_timestamp + horizon] for the
-    entity. Known: the entity's raw data reaches event_timestamp + horizon.
+    An ``event`` label is 1 when the event happens in (event_timestamp, event_timestamp +
+    horizon] for the entity; it is known once the entity's raw data reaches
+    event_timestamp + horizon. A ``value`` label is the raw value of the row it forecast
+    (see :func:`esteira.features.entity_frame`), known once that row arrived; the
+    seasonal-naive forecast of it comes along (``seasonal_naive``), from the raw values too.
     """
-    entity, ts = contract.entity, contract.timestamp
+    if contract.label.kind == "value":
+        return _attach_values(predictions, raw, contract)
+    keys, ts = contract.keys, contract.timestamp
     horizon = pd.Timedelta(hours=contract.label.horizon_hours)
     stamps = _utc(raw[ts])
-    events = pd.DataFrame({entity: raw[entity].to_numpy(), "_next": stamps.to_numpy()})
+    events = pd.DataFrame({k: raw[k].to_numpy() for k in keys}).assign(_next=stamps.to_numpy())
     events = events.loc[(raw[contract.label.event] > 0).to_numpy()].sort_values("_next")
-    last_seen = pd.DataFrame({entity: raw[entity].to_numpy(), "_last": stamps.to_numpy()})
-    last_seen = last_seen.groupby(entity, as_index=False)["_last"].max()
+    last_seen = pd.DataFrame({k: raw[k].to_numpy() for k in keys}).assign(_last=stamps.to_numpy())
+    last_seen = last_seen.groupby(keys, as_index=False)["_last"].max()
 
     rows = predictions.assign(**{EVENT_TS: _utc(predictions[EVENT_TS])})
     rows = rows.sort_values(EVENT_TS, kind="stable")
-    events[entity] = events[entity].astype(rows[entity].dtype)
-    last_seen[entity] = last_seen[entity].astype(rows[entity].dtype)
+    events = events.astype({k: rows[k].dtype for k in keys})
+    last_seen = last_seen.astype({k: rows[k].dtype for k in keys})
     joined = pd.merge_asof(
         rows,
         events,
         left_on=EVENT_TS,
         right_on="_next",
-        by=entity,
+        by=keys,
         direction="forward",
         allow_exact_matches=False,
     )
-    joined = joined.merge(last_seen, on=entity, how="left")
+    joined = joined.merge(last_seen, on=keys, how="left")
     known = joined["_last"].notna() & (joined[EVENT_TS] + horizon <= joined["_last"])
     joined = joined.loc[known].copy()
     joined[contract.label.name] = ((joined["_next"] - joined[EVENT_TS]) <= horizon).to_numpy(
         dtype=np.int64
     )
     return joined.drop(columns=["_next", "_last"]).reset_index(drop=True)
+
+
+def _attach_values(predictions: pd.DataFrame, raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
+    from esteira.regression import NAIVE, seasonal_naive
+
+    keys, label = c.keys, c.label.name
+    shift = pd.Timedelta(hours=c.available_after_hours - c.label.horizon_hours)
+    actual = pd.DataFrame({k: raw[k].to_numpy() for k in keys})
+    actual[EVENT_TS] = (_utc(raw[c.timestamp]) + shift).to_numpy()
+    actual[label] = raw[c.label.source].to_numpy(dtype="float64")
+    actual = actual.drop_duplicates([*keys, EVENT_TS], keep="last").reset_index(drop=True)
+    actual[NAIVE] = seasonal_naive(actual, keys, label, c.label.season_hours or 0)
+    rows = predictions.assign(**{EVENT_TS: _utc(predictions[EVENT_TS])})
+    actual = actual.astype({k: rows[k].dtype for k in keys})
+    joined = rows.drop(columns=[label, NAIVE], errors="ignore").merge(
+        actual, on=[*keys, EVENT_TS], how="inner"
+    )
+    return joined.sort_values([EVENT_TS, *keys], kind="stable").reset_index(drop=True)
 
 
 def classification_metrics(
@@ -151,8 +179,6 @@ def live_performance(
     production = registry.aliases().get("production")
     version = _chosen_version(predictions, production)
     meta = registry.get(version).metadata
-    if meta.get("task", "classification") != "classification":
-        raise DataError("live performance", "only classification is monitored", "")
     rows = predictions.loc[predictions["model_version"].astype(int) == version]
     labelled = attach_labels(rows, raw_with_labels, contract)
     label = contract.label.name
@@ -164,6 +190,8 @@ def live_performance(
     }
     if labelled.empty:
         return result | {"status": "no_labels"}
+    if contract.label.kind == "value":
+        return result | _regression_performance(labelled, meta, settings, label, min_positives)
 
     # the version's own threshold (as served and batch-predicted), the configured costs
     threshold = float(meta.get("decision_threshold", 0.5))
@@ -193,6 +221,38 @@ def live_performance(
         "comparison": compared,
         "tolerance": settings.monitoring.performance_tolerance,
         "min_positives": min_positives,
+        "degraded": bool(enough and any(c["degraded"] for c in compared.values())),
+    }
+
+
+def _regression_performance(
+    labelled: pd.DataFrame, meta: dict[str, Any], settings: Settings, label: str, min_rows: int
+) -> dict[str, Any]:
+    """Forecast metrics (MAE, RMSE, WAPE, MASE, against seasonal naive) of the logged values,
+    overall and per day, compared with what the version recorded at training."""
+    from esteira.regression import NAIVE, forecast_metrics
+
+    def scores(part: pd.DataFrame) -> dict[str, Any]:
+        return forecast_metrics(part[label], part["prediction"], part[NAIVE])
+
+    overall = scores(labelled)
+    days = labelled[EVENT_TS].dt.strftime("%Y-%m-%d")
+    per_day = {day: scores(part) for day, part in labelled.groupby(days, sort=True)}
+    compared = degradation(
+        overall,
+        meta.get("metrics", {}),
+        _compared_metrics(settings),
+        settings.monitoring.performance_tolerance,
+    )
+    enough = overall.get("rows", 0) >= min_rows
+    return {
+        "status": "ok" if enough else "insufficient_labels",
+        "metrics": overall,
+        "per_day": per_day,
+        "recorded_metrics": {k: meta.get("metrics", {}).get(k) for k in compared},
+        "comparison": compared,
+        "tolerance": settings.monitoring.performance_tolerance,
+        "min_rows": min_rows,
         "degraded": bool(enough and any(c["degraded"] for c in compared.values())),
     }
 

@@ -45,5 +45,5 @@ def logged_predictions(
         keep &= frame["source"] == source
     frame = frame.loc[keep].assign(**{EVENT_TS: stamps[keep]})
     frame = frame.sort_values("served_at", kind="stable")
-    frame = frame.drop_duplicates([contract.entity, EVENT_TS], keep="last")
-    return frame.sort_values([EVENT_TS, contract.entity], kind="stable").reset_index(drop=True)
+    frame = frame.drop_duplicates([*contract.keys, EVENT_TS], keep="last")
+    return frame.sort_values([EVENT_TS, *contract.keys], kind="stable").reset_index(drop=True)

@@ -61,6 +61,8 @@ def register_model(
         "feature_types": {c: str(t) for c, t in training.dtypes.items()},
         "feature_service": training_meta.get("feature_service", settings.features.feature_service),
         "entity_keys": _entity_keys(settings),
+        # missing in some training rows (e.g. a lag before an item's history): served as null
+        "nullable_features": [c for c in features if training[c].isna().any()],
         "feature_definitions_hash": definitions_hash,
         "data_hash": data_hash,
         "source_uri": settings.data.source_uri,

@@ -52,7 +52,7 @@ def retraining_data(settings: Settings, new_raw: pd.DataFrame) -> str:
     parts = [f.assign(**{ts: _utc(f[ts])}) for f in (base, new_raw)]
     combined = pd.concat(parts, ignore_index=True)
     combined = combined.drop_duplicates(contract.unique, keep="last")
-    combined = combined.sort_values([contract.entity, ts], kind="stable").reset_index(drop=True)
+    combined = combined.sort_values([*contract.keys, ts], kind="stable").reset_index(drop=True)
     buf = io.BytesIO()
     combined.to_parquet(buf, index=False)
     key = f"{RETRAIN_PREFIX}/{registry.name}/{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.parquet"

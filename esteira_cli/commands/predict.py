@@ -1,6 +1,6 @@
 """`esteira predict`: send the sample request of `esteira serve` and print the answer.
 
-``--protocol all`` asks for the same machine through the transformer's V1 and V2
+``--protocol all`` asks for the same entity through the transformer's V1 and V2
 REST endpoints and through the predictor's V2 gRPC endpoint (with the features the
 transformer would read from the online store), and checks the numbers are identical.
 """
@@ -22,7 +22,11 @@ ENDPOINTS = "dist/serve/endpoints.json"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="send a sample request to `esteira serve`")
-    parser.add_argument("--machine-id", type=int, help="default: the sample's machine")
+    parser.add_argument(
+        "--entity", action="append", default=[], metavar="KEY=VALUE",
+        help="a join key's value (repeat for a composite key); default: the sample's entity",
+    )  # fmt: skip
+    parser.add_argument("--machine-id", type=int, help=argparse.SUPPRESS)  # the old spelling
     parser.add_argument("--protocol", choices=["v1", "v2", "grpc", "all"], default="v1")
     parser.add_argument("--endpoints", default=ENDPOINTS, help="written by `esteira serve`")
     parser.set_defaults(handler=cmd_predict)
@@ -35,13 +39,38 @@ def _load(path: str) -> dict[str, Any]:
     return json.loads(Path(p).read_text())
 
 
-def _with_machine(info: dict[str, Any], machine: int | None) -> dict[str, Any]:
+def _with_entity(info: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+    """The sample request, for the entity ``given`` (join key -> value) where set."""
     sample = json.loads(json.dumps(info["sample"]))
-    if machine is not None:
-        sample["machine_id"] = machine
-        sample["v1"]["instances"][0]["machine_id"] = machine
-        sample["v2"]["inputs"][0]["data"] = [machine]
+    entity = sample["entity"]
+    unknown = sorted(set(given) - set(entity))
+    if unknown:
+        raise EsteiraError("--entity", f"{unknown} are not join keys", f"use {sorted(entity)}")
+    for key, text in given.items():
+        if isinstance(entity[key], int):
+            try:
+                entity[key] = int(text)
+            except ValueError:
+                raise EsteiraError("--entity", f"{key}={text} is not an integer", "") from None
+        else:
+            entity[key] = text
+    sample["v1"]["instances"][0].update(entity)
+    for tensor in sample["v2"]["inputs"]:
+        if tensor["name"] in entity:
+            tensor["data"] = [entity[tensor["name"]]]
     return sample
+
+
+def _entity_args(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, str]:
+    given = {}
+    for item in args.entity:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise EsteiraError("--entity", f"{item!r} is not KEY=VALUE", "e.g. --entity key=7")
+        given[key] = value
+    if args.machine_id is not None:  # the single key's value, as --entity had it
+        given[next(iter(info["sample"]["entity"]))] = str(args.machine_id)
+    return given
 
 
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -62,46 +91,52 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
     return response.json()
 
 
-def via_v1(info: dict[str, Any], sample: dict[str, Any]) -> tuple[int, float]:
+Answer = tuple[Any, float | None]  # (prediction, probability of the positive class or None)
+
+
+def _answer(predictions: list[Any], probabilities: list[Any] | None) -> Answer:
+    probability = float(probabilities[0]) if probabilities else None
+    return predictions[0], probability
+
+
+def via_v1(info: dict[str, Any], sample: dict[str, Any]) -> Answer:
     body = _post(info["transformer"]["v1"], sample["v1"])
-    return int(body["predictions"][0]), float(body["probabilities"][0])
+    return _answer(body["predictions"], body.get("probabilities"))
 
 
-def via_v2(info: dict[str, Any], sample: dict[str, Any]) -> tuple[int, float]:
+def via_v2(info: dict[str, Any], sample: dict[str, Any]) -> Answer:
     body = _post(info["transformer"]["v2"], sample["v2"])
     outputs = {o["name"]: o["data"] for o in body["outputs"]}
-    return int(outputs["prediction"][0]), float(outputs["probability"][0])
+    return _answer(outputs["prediction"], outputs.get("probability"))
 
 
-def via_grpc(info: dict[str, Any], sample: dict[str, Any], settings: Settings) -> tuple[int, float]:
-    """The predictor over gRPC, fed the same online features the transformer reads."""
+def via_grpc(info: dict[str, Any], sample: dict[str, Any]) -> Answer:
+    """The sample's V2 request over the transformer's gRPC endpoint (KServe's own client)."""
     InferenceGRPCClient, InferInput, InferRequest = _kserve_clients()
-
-    from esteira.online import OnlineFeatures
-
-    online = OnlineFeatures(settings)
-    request_values = {k: [v] for k, v in sample["v1"]["instances"][0].items() if k != "machine_id"}
-    features = online.lookup([sample["machine_id"]], request_values)
     inputs = []
-    for name in online.feature_names:
-        value = features[name][0]
-        if isinstance(value, str):
-            inputs.append(InferInput(name, [1], "BYTES", data=[value.encode()]))
-        else:
-            kind = "INT64" if isinstance(value, int) else "FP64"
-            inputs.append(InferInput(name, [1], kind, data=[value]))
-    request = InferRequest(info["model_name"], inputs, parameters={"probabilities": True})
+    for tensor in sample["v2"]["inputs"]:
+        data = tensor["data"]
+        if tensor["datatype"] == "BYTES":
+            data = [str(v).encode() for v in data]
+        inputs.append(InferInput(tensor["name"], tensor["shape"], tensor["datatype"], data=data))
+    request = InferRequest(info["model_name"], inputs)
 
     async def call() -> Any:
-        client = InferenceGRPCClient(url=info["predictor"]["grpc"], timeout=10, retries=0)
+        client = InferenceGRPCClient(url=info["transformer"]["grpc"], timeout=10, retries=0)
         try:
             return await client.infer(request)
         finally:
             await client.close()
 
-    response = asyncio.run(call())
+    try:
+        response = asyncio.run(call())
+    except Exception as exc:  # grpc.aio errors: unreachable, or the server's answer
+        detail = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+        raise EsteiraError(
+            info["transformer"]["grpc"], f"gRPC: {detail}", "start `make serve`"
+        ) from None
     outputs = {o.name: o.as_numpy().tolist() for o in response.outputs}
-    return int(outputs["prediction"][0]), float(outputs["probability"][0])
+    return _answer(outputs["prediction"], outputs.get("probability"))
 
 
 def _kserve_clients() -> tuple[Any, Any, Any]:
@@ -117,21 +152,22 @@ def _kserve_clients() -> tuple[Any, Any, Any]:
 
 
 def cmd_predict(args: argparse.Namespace, settings: Settings) -> int:
-    from esteira_cli.support import require_servable
-
-    require_servable(settings, "predict")
     info = _load(args.endpoints)
-    sample = _with_machine(info, args.machine_id)
+    sample = _with_entity(info, _entity_args(args, info))
     calls = {
         "v1": lambda: via_v1(info, sample),
         "v2": lambda: via_v2(info, sample),
-        "grpc": lambda: via_grpc(info, sample, settings),
+        "grpc": lambda: via_grpc(info, sample),
     }
     chosen = list(calls) if args.protocol == "all" else [args.protocol]
     answers = {name: calls[name]() for name in chosen}
-    print(f"model {info['model_name']} v{info['model_version']}, machine {sample['machine_id']}")
-    for name, (label, probability) in answers.items():
-        print(f"  {name:5s} prediction={label} probability_of_failure={probability:.6f}")
+    entity = ", ".join(f"{k}={v}" for k, v in sample["entity"].items())
+    print(f"model {info['model_name']} v{info['model_version']}, {entity}")
+    for name, (prediction, probability) in answers.items():
+        shown = f"  {name:5s} prediction={prediction}"
+        if probability is not None:
+            shown += f" probability={probability:.6f}"
+        print(shown)
     if len(answers) > 1:
         same = len(set(answers.values())) == 1
         print(f"  identical across {', '.join(answers)}: {'yes' if same else 'NO'}")

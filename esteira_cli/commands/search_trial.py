@@ -54,7 +54,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     contract = load_contract(settings.features.repo_path)
     label = contract.label
     frame = read_parquet(args.training_set)
-    keys = (contract.entity, "event_timestamp", label.name)
+    keys = (*contract.keys, "event_timestamp", label.name)
     features = [c for c in frame.columns if c not in keys]
     (result,), _ = run_trials(
         frame,

@@ -105,31 +105,47 @@ def _wait_ready(sup: Supervisor, urls: dict[str, str], timeout: float) -> None:
         time.sleep(0.2)
 
 
-def _sample_machine(settings: Settings) -> tuple[int, dict[str, float]]:
-    """A machine id the online store knows and plausible request-time values for it."""
+def _sample(settings: Settings) -> tuple[dict[str, Any], dict[str, float]]:
+    """An entity the online store knows (its join keys) and plausible request-time values:
+    the newest row of the first entity in the feature table, and that entity's newest raw
+    values of the request columns."""
+    import pandas as pd
+
     from esteira.contract import load_contract
     from esteira.feast_store import repo_dir, source_uri
     from esteira.parquet import read_parquet
 
     contract = load_contract(repo_dir(settings))
-    table = contract.features.rolling.table
-    columns = [contract.entity, "event_timestamp"]
-    means = {name: f"{col}_mean_3h" for name, col in contract.request.items()}
+    keys = contract.keys
+    generic = {k: 1 if contract.columns[k].dtype == "int" else "1" for k in keys}
     try:
-        frame = read_parquet(source_uri(settings, table), columns=columns + list(means.values()))
+        table = read_parquet(source_uri(settings, contract.source_tables[0]), columns=keys)
+        first = table.sort_values(keys).iloc[0]
+        entity = {k: first[k].item() if hasattr(first[k], "item") else first[k] for k in keys}
     except Exception:  # S3 sources or a missing file: a generic sample still works
-        return 1, {name: 0.0 for name in contract.request}
-    last = frame.sort_values("event_timestamp").groupby(contract.entity).tail(1)
-    row = last.sort_values(contract.entity).iloc[0]
-    return int(row[contract.entity]), {n: round(float(row[c]), 3) for n, c in means.items()}
+        return generic, {name: 0.0 for name in contract.request}
+    values = {name: 0.0 for name in contract.request}
+    try:
+        columns = [*keys, contract.timestamp, *contract.request.values()]
+        raw = read_parquet(resolve_path(settings.data.source_uri), columns=columns)
+        mine = raw.loc[(raw[keys] == pd.Series(entity)).all(axis=1)]
+        newest = mine.sort_values(contract.timestamp).iloc[-1]
+        values = {n: round(float(newest[c]), 3) for n, c in contract.request.items()}
+    except Exception:  # the raw data elsewhere (S3, DVC): zeros are valid request values
+        pass
+    return entity, values
 
 
-def endpoints(settings: Settings, version: Any, machine: int, values: dict[str, float]) -> dict:
+def endpoints(settings: Settings, version: Any, entity: dict[str, Any], values: dict) -> dict:
     s = settings.serving
     name = settings.model.name
     transformer = f"http://127.0.0.1:{s.transformer_port}"
     predictor = f"http://127.0.0.1:{s.predictor_port}"
-    v2_inputs = [{"name": "machine_id", "shape": [1], "datatype": "INT64", "data": [machine]}]
+    v2_inputs = [
+        {"name": k, "shape": [1], "datatype": "BYTES" if isinstance(v, str) else "INT64",
+         "data": [v]}
+        for k, v in entity.items()
+    ]  # fmt: skip
     v2_inputs += [
         {"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in values.items()
     ]
@@ -150,8 +166,8 @@ def endpoints(settings: Settings, version: Any, machine: int, values: dict[str, 
             "ready": f"{predictor}/v2/health/ready",
         },
         "sample": {
-            "machine_id": machine,
-            "v1": {"instances": [{"machine_id": machine, **values}]},
+            "entity": entity,
+            "v1": {"instances": [{**entity, **values}]},
             "v2": {"inputs": v2_inputs},
         },
     }
@@ -202,9 +218,6 @@ def _serve_metrics(sup: Supervisor, port: int) -> int | None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from esteira_cli.support import require_servable
-
-    require_servable(settings, "serve")
     version = _check_model(settings, args.version)
     out = resolve_path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -239,8 +252,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             },
             args.ready_timeout,
         )
-        machine, values = _sample_machine(settings)
-        info = endpoints(settings, version, machine, values)
+        entity, values = _sample(settings)
+        info = endpoints(settings, version, entity, values)
         if metrics_port:
             info["supervisor"] = {"metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
         path = out / ENDPOINTS
