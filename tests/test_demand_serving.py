@@ -80,8 +80,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "types": {c: frame[c].dtype for c in features},
         "version": version.version,
         "entities": [
-            {"store_id": int(r.store_id), "item_id": int(r.item_id), "price": float(r.price),
-             "promo": float(r.promo)}
+            {
+                "store_id": int(r.store_id),
+                "item_id": int(r.item_id),
+                "price": float(r.price),
+                "promo": float(r.promo),
+            }
             for r in last.itertuples()
         ],  # fmt: skip
     }
@@ -227,7 +231,9 @@ def test_null_is_a_missing_value_only_where_training_had_missing_values(world, s
     row = {k: v[0] for k, v in online.lookup(keys, {"price": [1.0], "promo": [0.0]}).items()}
     nullable = [c for c in world["features"] if "lag_28" in c]
     assert nullable, "the lags of a new item's first weeks are missing in training"
-    strict = next(c for c in world["features"] if c not in nullable and world["types"][c].kind == "f")
+    strict = next(
+        c for c in world["features"] if c not in nullable and world["types"][c].kind == "f"
+    )
     url = f"{meta_url}/v1/models/{name}:predict"
     assert httpx.post(url, json={"instances": [{**row, nullable[0]: None}]}).status_code == 200
     answer = httpx.post(url, json={"instances": [{**row, strict: None}]})
