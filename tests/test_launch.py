@@ -26,7 +26,7 @@ import yaml
 from esteira.errors import EsteiraError
 from esteira.net import free_port
 from esteira.supervisor import ChildSpec, GaveUp, Supervisor
-from testkit.serving import ROOT, World, build_world
+from testkit.serving import MODEL_NAME, ROOT, World, build_world
 
 READY_SECONDS = 300  # two KServe servers starting on a loaded 2-core machine
 
@@ -177,7 +177,11 @@ def rendered(overlay: str = "local") -> list[dict[str, Any]]:
 def cluster_argv(objects: list[dict[str, Any]]) -> dict[str, list[str]]:
     """What KServe's controller runs: runtime command+args (templates filled) and the
     transformer's command+args plus the controller's three appends."""
-    isvc = next(o for o in objects if o["kind"] == "InferenceService")
+    isvc = next(
+        o
+        for o in objects
+        if o["kind"] == "InferenceService" and o["metadata"]["name"] == MODEL_NAME
+    )
     meta = isvc["metadata"]
     runtime = next(
         o

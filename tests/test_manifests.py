@@ -201,7 +201,7 @@ def test_missing_kserve_schemas_is_a_clear_error(
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_workload_is_hardened(rendered: dict[str, list[Obj]], overlay: str) -> None:
     workloads = list(pod_specs(rendered[overlay]))
-    assert len(workloads) == 4  # feature server, redis, predictor, transformer
+    assert len(workloads) == 6  # feature server, redis, and each model's predictor and transformer
     for label, pod, containers in workloads:
         pod_sc = pod.get("securityContext", {})
         assert pod_sc.get("runAsNonRoot") is True, label
@@ -451,7 +451,7 @@ def test_command_exits_non_zero_with_the_violations(
 ) -> None:
     root = tmp_path / "manifests"
     shutil.copytree(m.MANIFESTS_DIR, root)
-    path = root / "base" / "inferenceservice.yaml"
+    path = root / "base" / "isvc" / "inferenceservice.yaml"
     doc = yaml.safe_load(path.read_text())
     doc["spec"]["predictor"]["model"]["protocolVersion"] = 2  # a string in the CRD
     path.write_text(yaml.safe_dump(doc))

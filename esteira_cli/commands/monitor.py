@@ -184,9 +184,6 @@ def run_monitor(
 
 # ---- handlers --------------------------------------------------------------------------------
 def handle_monitor(args: argparse.Namespace, settings: Settings) -> int:
-    from esteira_cli.support import require_servable
-
-    require_servable(settings, "monitor")
     summary = run_monitor(settings, args.period, days=args.days, out_dir=args.out)
     print(
         f"\n== monitoring ({summary['period']}): {summary['status']} in {summary['seconds']:.0f}s"

@@ -227,7 +227,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise EsteiraError(
             "spec.transformer",
             f"the {args.overlay} overlay's InferenceService has no transformer",
-            "add one (manifests/base/inferenceservice.yaml)",
+            "add one (manifests/base/isvc/inferenceservice.yaml)",
         )
     registry = Registry(open_storage(settings.storage), settings.model.name)
     models = launch.fill_model_dir(registry, version.version, out / "models")
