@@ -10,6 +10,10 @@ distance >= ``esteira.drift.JS_SIGNIFICANT`` for categories). The share alone is
 diluted by correlated derived features: a recalibrated voltage sensor moves 6 of the
 39 features (every volt mean/min/max) by a PSI of 1 to 5, a 15% share, yet it
 invalidates what the model learnt about voltage.
+
+Calendar features (``features.calendar``: day of week, month, day of year, ...) are
+functions of the clock, so any later period differs from the training window in them:
+they are left out of the comparison.
 """
 
 from __future__ import annotations
@@ -39,10 +43,20 @@ def drift_check(settings: Settings, current: pd.DataFrame) -> tuple[DriftReport,
 
     registry, version = _production(settings)
     reference = json.loads(registry.read_file(version.version, REFERENCE_FILE))
-    features = list(version.metadata["feature_names"])
+    features = monitored_features(settings, list(version.metadata["feature_names"]))
     report = compare(reference, current, settings.monitoring, features)
     title = f"Data drift: {registry.name} v{version.version} ({len(current)} logged rows)"
     return report, render_drift_html(report, title)
+
+
+def monitored_features(settings: Settings, features: list[str]) -> list[str]:
+    """The model's features drift is judged on: all but the calendar's (see the module doc)."""
+    from esteira.contract import load_contract
+    from esteira.feast_definitions import calendar_features
+
+    contract = load_contract(settings.features.repo_path)
+    clock = set(calendar_features(contract)) if contract.features.calendar else set()
+    return [f for f in features if f not in clock]
 
 
 def drift_verdict(report: DriftReport) -> dict[str, Any]:
