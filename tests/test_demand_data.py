@@ -58,15 +58,3 @@ def test_the_drifted_period_moves_prices_and_demand(generator) -> None:
 def test_a_generator_parameter_it_does_not_take_is_one_clear_line() -> None:
     with pytest.raises(UseCaseError, match=r"data.generator: \['machines'\] are not parameters"):
         generate_data(Settings(use_case=USE_CASE), machines=3)
-
-
-@pytest.mark.parametrize("command", [["serve"], ["predict"], ["monitor", "--period", "stable"]])
-def test_what_does_not_serve_this_use_case_yet_says_so_in_one_line(
-    command, monkeypatch, capsys
-) -> None:
-    from esteira_cli.cli import main
-
-    monkeypatch.setenv("ESTEIRA_USE_CASE", "")  # main sets it; undone after the test
-    assert main(["--usecase", USE_CASE, *command]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: use_case: `esteira {command[0]}`")

@@ -150,29 +150,29 @@ def _predictor_columns(world: World, ids: list[int]) -> tuple[dict[str, list], d
 
 def _esteira_predict(world: World, servers: dict[str, str], machine: int) -> dict[str, tuple]:
     """What ``esteira predict --protocol all`` reads for ``machine`` (its own clients)."""
-    t_http, p_grpc = servers["t_http"], servers["p_grpc"]
+    t_http, t_grpc = servers["t_http"], servers["t_grpc"]
     values = world.request_values[machine]
     info = {
         "model_name": MODEL_NAME,
         "transformer": {
             "v1": f"http://{t_http}/v1/models/{MODEL_NAME}:predict",
             "v2": f"http://{t_http}/v2/models/{MODEL_NAME}/infer",
+            "grpc": t_grpc,
         },
-        "predictor": {"grpc": p_grpc},
     }
     inputs = [{"name": "machine_id", "shape": [1], "datatype": "INT64", "data": [machine]}]
     inputs += [
         {"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in values.items()
     ]
     sample = {
-        "machine_id": machine,
+        "entity": {"machine_id": machine},
         "v1": {"instances": [{"machine_id": machine, **values}]},
         "v2": {"inputs": inputs},
     }
     return {
         "v1": esteira_predict.via_v1(info, sample),
         "v2": esteira_predict.via_v2(info, sample),
-        "grpc": esteira_predict.via_grpc(info, sample, world.settings),  # kserve's typed client
+        "grpc": esteira_predict.via_grpc(info, sample),  # kserve's typed client
     }
 
 
