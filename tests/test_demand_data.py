@@ -58,3 +58,20 @@ def test_the_drifted_period_moves_prices_and_demand(generator) -> None:
 def test_a_generator_parameter_it_does_not_take_is_one_clear_line() -> None:
     with pytest.raises(UseCaseError, match=r"data.generator: \['machines'\] are not parameters"):
         generate_data(Settings(use_case=USE_CASE), machines=3)
+
+
+def test_a_later_period_continues_the_prices_where_training_left_them(generator) -> None:
+    kw = {"stores": 2, "items": 30, "seed": 5}
+    before = generator.generate(days=200, start="2025-01-01", **kw)
+    after = generator.generate(days=30, start="2025-07-20", period="stable", **kw)
+    regular = ["store_id", "item_id"]  # the shelf price of days without a promotion
+
+    def shelf(frame: pd.DataFrame, pick: str) -> pd.Series:
+        return frame.loc[frame["promo"] == 0].groupby(regular)["price"].agg(pick)
+
+    last = shelf(before.loc[before["date"] >= "2025-07-10"], "last")
+    first = shelf(after.loc[after["date"] < "2025-07-25"], "first")
+    both = last.index.intersection(first.index)
+    assert len(both) > 20
+    # a price step may fall on a boundary day for a few items, not a reset for all
+    assert (last[both] == first[both]).mean() > 0.8

@@ -106,18 +106,22 @@ def _calendar(dates: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return holiday, closed, rush
 
 
-def _price_steps(rng: np.random.Generator, base: np.ndarray, day0: int, days: int) -> np.ndarray:
-    """Base price per (item, day): steps of -10 %..+10 % about every 100 days."""
-    items = len(base)
-    factor = np.ones((items, days))
+def _price_steps(seed: int, base: np.ndarray, day0: int, days: int) -> np.ndarray:
+    """Base price per (item, day): steps of -10 %..+10 % about every 100 days.
+
+    The schedule depends on the seed alone and runs on absolute days from ``EPOCH``, so a
+    later period continues the prices where an earlier one left them."""
+    items, end = len(base), day0 + days
+    factor = np.ones((items, end))
     for i in range(items):
+        rng = np.random.default_rng([seed, 2, i])  # one stream per item: any end, same steps
         t = int(rng.integers(0, 100))
         level = 1.0
-        while t < days:
+        while t < end:
             level *= rng.uniform(0.9, 1.1)
             factor[i, t:] = level
             t += int(rng.integers(60, 140))
-    return np.round(base[:, None] * factor, 2)
+    return np.round(base[:, None] * factor[:, day0:], 2)
 
 
 def _promotions(rng: np.random.Generator, shape: tuple[int, int], rate: float) -> np.ndarray:
@@ -169,7 +173,7 @@ def generate(
     )
     trend = 1 + pop["trend"][store, item][:, None] * (t[None, :] - 2000) / 365.25
     level = (pop["store_size"][store] * pop["item_pop"][item])[:, None]
-    base_price = _price_steps(rng, pop["base_price"], day0, days)[item]
+    base_price = _price_steps(seed, pop["base_price"], day0, days)[item]
     promo = _promotions(rng, (n, days), rate=(0.016 if drifted else 0.008))
     discount = rng.uniform(0.10, 0.35, (n, 1))
     price = np.round(base_price * np.where(promo == 1, 1 - discount, 1.0), 2)
