@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import html
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
+from sklearn.exceptions import UndefinedMetricWarning
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
@@ -44,16 +46,43 @@ def metric_functions(task: str, decision_threshold: float = 0.5) -> dict[str, Me
             "wape": lambda y, s: float(np.abs(y - s).sum() / (np.abs(y).sum() or 1.0)),
         }
 
-    def at_threshold(fn: Callable[..., float]) -> MetricFn:
-        return lambda y, s: float(fn(y, (s >= decision_threshold).astype(int), zero_division=0))
+    def counts(y: np.ndarray, s: np.ndarray) -> tuple[int, int, int]:
+        pred = s >= decision_threshold
+        tp = int((pred & (y == 1)).sum())
+        return tp, int(pred.sum()) - tp, int((y == 1).sum()) - tp  # tp, fp, fn
+
+    def precision(y: np.ndarray, s: np.ndarray) -> float:
+        tp, fp, _ = counts(y, s)
+        return tp / (tp + fp) if tp + fp else 0.0
+
+    def recall(y: np.ndarray, s: np.ndarray) -> float:
+        tp, _, fn = counts(y, s)
+        return tp / (tp + fn) if tp + fn else 0.0
+
+    def f1(y: np.ndarray, s: np.ndarray) -> float:
+        tp, fp, fn = counts(y, s)
+        return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
     return {
-        "roc_auc": lambda y, s: float(skm.roc_auc_score(y, s)),
+        "roc_auc": roc_auc,
         "pr_auc": lambda y, s: float(skm.average_precision_score(y, s)),
-        "precision": at_threshold(skm.precision_score),
-        "recall": at_threshold(skm.recall_score),
-        "f1": at_threshold(skm.f1_score),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
     }
+
+
+def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties count half); nan with one class."""
+    from scipy.stats import rankdata
+
+    positives = y == 1
+    n_pos = int(positives.sum())
+    n_neg = len(y) - n_pos
+    if not n_pos or not n_neg:
+        return math.nan
+    ranks = rankdata(s)
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _defined(fn: MetricFn, y: np.ndarray, s: np.ndarray) -> float | None:
@@ -61,8 +90,11 @@ def _defined(fn: MetricFn, y: np.ndarray, s: np.ndarray) -> float | None:
     if len(y) == 0:
         return None
     try:
-        value = fn(y, s)
-    except ValueError:
+        with warnings.catch_warnings():  # one class: sklearn warns and answers nan (or 0)
+            warnings.simplefilter("error", UndefinedMetricWarning)
+            warnings.simplefilter("error", UserWarning)
+            value = fn(y, s)
+    except (ValueError, UndefinedMetricWarning, UserWarning):
         return None
     return value if math.isfinite(value) else None
 
@@ -146,11 +178,15 @@ def permutation_importances(
     """How much the score drops when one feature is shuffled (mean and std over
     ``repeats``), highest first: ROC AUC for a classifier, minus MAE for a regressor."""
     from sklearn.inspection import permutation_importance
+    from threadpoolctl import threadpool_limits
 
     scoring = "roc_auc" if task == "classification" else "neg_mean_absolute_error"
-    result = permutation_importance(
-        model, X, y, scoring=scoring, n_repeats=repeats, random_state=seed, n_jobs=1
-    )
+    # one thread: many small predictions, where OpenMP's threads only contend (20x slower
+    # on a busy 2-core machine)
+    with threadpool_limits(limits=1):
+        result = permutation_importance(
+            model, X, y, scoring=scoring, n_repeats=repeats, random_state=seed, n_jobs=1
+        )
     rows = [
         {"feature": str(f), "mean": float(m), "std": float(d)}
         for f, m, d in zip(X.columns, result.importances_mean, result.importances_std, strict=True)
@@ -309,7 +345,12 @@ def _sections(card: dict[str, Any]) -> list[tuple[str, list[Any]]]:
     sections: list[tuple[str, list[Any]]] = []
     model = f"{card['task']} ({card['family']}), label `{card['label']}`"
     if card.get("decision_threshold") is not None:
-        model += f", decision threshold {card['decision_threshold']:.4f} ({card.get('threshold_policy')})"
+        policy = card.get("threshold_policy") or {}
+        if isinstance(policy, dict):
+            policy = ", ".join(
+                f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in policy.items()
+            )
+        model += f", decision threshold {card['decision_threshold']:.4g} ({policy})"
     sections.append(("Model", [model]))
     sections.append(
         (
@@ -330,8 +371,9 @@ def _sections(card: dict[str, Any]) -> list[tuple[str, list[Any]]]:
                     f" ({', '.join(feats['categorical'])} categorical)"
                     if feats["categorical"]
                     else ""
-                ),
-                ("ul", [f"`{n}`" for n in feats["names"]]),
+                )
+                + ": "
+                + ", ".join(f"`{n}`" for n in feats["names"]),
             ],
         )
     )

@@ -149,7 +149,8 @@ def _card_files(
         "holdout_rows": metadata["holdout_rows"],
         "split_time": metadata["split_time"],
     }
-    for name, path in (("training", training_set_path), ("holdout", holdout_path)):
+    # the labelled rows (training window and hold-out), and the hold-out alone
+    for name, path in (("rows", training_set_path), ("holdout", holdout_path)):
         if span := _time_range(path):
             data[f"{name}_from"], data[f"{name}_to"] = span["from"], span["to"]
 
