@@ -38,11 +38,8 @@ def _changed_gate(tmp_path: Path, old: str, new: str):
 @pytest.mark.parametrize(
     ("old", "new"),
     [
-        (
-            "def gate(config: str, scores: dict)",
-            "def gate(config: str, scores: dict, margin: float = 0.0)",
-        ),
-        ("def gate(config: str, scores: dict)", "def gate(config: str, scores: list)"),
+        ("verdict: Output[Artifact])", "verdict: Output[Artifact], margin: float = 0.0)"),
+        ("def gate(config: str, scores: dict,", "def gate(config: str, scores: list,"),
     ],
     ids=["new-parameter", "changed-type"],
 )
