@@ -10,11 +10,13 @@ from esteira.kfp_support import component
 
 
 @component
-def gate(config: str, scores: dict, holdout: Input[Dataset], verdict: Output[Artifact]) -> bool:
+def gate(
+    config: str, scores: dict, verdict: Output[Artifact], holdout: Input[Dataset] = None
+) -> bool:
     """The absolute thresholds (gate.thresholds), or for a retrain started by monitoring its
     policy (retrain.policy: relative to the champion on the same hold-out, a minimum of new
-    labels). One boolean output, so `dsl.If` can branch on it; the verdict (rule, reason) as
-    an artifact the register step records."""
+    labels; ``holdout`` is then required). One boolean output, so `dsl.If` can branch on it;
+    the verdict (rule, reason) as an artifact the register step records."""
     from components.gate.logic import gate_verdict
     from esteira.config import settings_from_json
     from esteira.kfp_support import guarded, write_json
@@ -22,7 +24,7 @@ def gate(config: str, scores: dict, holdout: Input[Dataset], verdict: Output[Art
     with guarded("gate"):
         settings = settings_from_json(config)
         holdout_frame = None
-        if settings.retrain.trigger and settings.retrain.policy == "relative":
+        if settings.retrain.trigger and settings.retrain.policy == "relative" and holdout:
             from esteira.parquet import read_parquet
 
             holdout_frame = read_parquet(holdout.path)
