@@ -145,3 +145,35 @@ def evaluate_champion_on(
         return None
     model = load_model(registry.read_file(version, MODEL_FILE))
     return dict(metric_fn(model, holdout_X, holdout_y))
+
+
+def production_on(settings: Any, holdout: Any) -> tuple[int | None, dict[str, Any] | None, str]:
+    """The production version, its metrics on ``holdout`` (at its own decision_threshold) and
+    a note: (None, None, "") when nothing is in production; its recorded metrics, and a note
+    saying so, when its features are not all in ``holdout``."""
+    from esteira.evaluation import score
+    from esteira.registry import registry_for
+    from esteira.safe_load import load_model
+
+    registry = registry_for(settings)
+    version = registry.aliases().get(DEFAULT_ALIAS)
+    if version is None:
+        return None, None, ""
+    champion = registry.get(version)
+    features = champion.metadata["feature_names"]
+    if not set(features) <= set(holdout.columns):
+        return (
+            version,
+            champion.metadata["metrics"],
+            " (champion's recorded metrics: its features differ)",
+        )
+    model = load_model(registry.read_file(version, MODEL_FILE))
+    metrics = score(
+        model,
+        holdout,
+        features,
+        champion.metadata["label"],
+        settings.model,
+        champion.metadata.get("decision_threshold", 0.5),
+    ).metrics
+    return version, metrics, ""

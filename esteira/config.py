@@ -30,7 +30,8 @@ class _Section(BaseModel):
 
 class DataSettings(_Section):
     source_uri: str = Field(
-        "data/fleet.parquet", description="CSV or Parquet: path, http(s):// or s3://"
+        "data/fleet.parquet",
+        description="CSV or Parquet: path, http(s)://, s3:// or dvc://<repo>?path=...&rev=...",
     )
     machines: int = Field(100, ge=1, le=100_000)
     days: int = Field(365, ge=3, le=3650)
@@ -169,6 +170,38 @@ class EvaluationSettings(_Section):
     series: int = Field(3, ge=0, le=20, description="forecast-vs-actual series in the report")
 
 
+class CardSettings(_Section):
+    """The model card every registered version gets (``esteira/model_card.py``)."""
+
+    intended_use: str = Field("", description="what the model is for (the use case sets it)")
+    limitations: list[str] = Field(default_factory=list, description="known limits, one a line")
+    slice_column: str = Field(
+        "", description="a categorical hold-out column the card breaks metrics down by"
+    )
+    bootstrap: int = Field(200, ge=20, le=5000, description="bootstrap resamples per interval")
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    importance_repeats: int = Field(3, ge=1, le=50, description="permutation importance repeats")
+    importance_rows: int = Field(2000, ge=50, description="hold-out rows importance is measured on")
+    calibration_bins: int = Field(10, ge=2, le=50)
+
+
+class RetrainSettings(_Section):
+    """How a retrain started by monitoring is judged (``esteira/retrain_policy.py``).
+
+    ``policy: relative``: the retrained model passes when it is no worse than the current
+    champion on the same recent hold-out by more than ``max_drop`` (``gate.compare_metric``,
+    ``gate.direction``), and at least ``min_new_labels`` newly labelled rows came in;
+    ``absolute``: the gate's thresholds, as for any training run. ``trigger`` and
+    ``new_labels`` are set by the monitoring pipeline's ``retrain`` step, never by hand.
+    """
+
+    policy: Literal["relative", "absolute"] = "relative"
+    max_drop: float = Field(0.0, ge=0, description="how much worse than the champion may pass")
+    min_new_labels: int = Field(100, ge=0)
+    trigger: str = Field("", description="set by the retrain step: why monitoring retrained")
+    new_labels: int = Field(0, ge=0, description="set by the retrain step")
+
+
 class ImageSettings(_Section):
     registry: str = "ghcr.io/esteira"
     name: str = "esteira"
@@ -300,6 +333,8 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    card: CardSettings = Field(default_factory=CardSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     image: ImageSettings = Field(default_factory=ImageSettings)
     kserve: KServeSettings = Field(default_factory=KServeSettings)
     kfp: KFPSettings = Field(default_factory=KFPSettings)

@@ -1,15 +1,22 @@
-"""Ingest: read CSV or Parquet from a path, http(s) URL or s3:// URI into one Parquet dataset.
+"""Ingest: read CSV or Parquet from a path, http(s) URL, s3:// URI or DVC-tracked file at a
+git revision into one Parquet dataset.
 
-The bytes are hashed as read, so every model can be traced to the exact data it saw.
+The bytes are hashed as read, so every model can be traced to the exact data it saw. A
+``dvc://<git repo url or path>?path=data/fleet.parquet&rev=v1.2`` source is read with
+``dvc.api`` from the repository's DVC remote (a local directory, or MinIO/S3 with
+credentials from the environment: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, the
+endpoint from the remote's ``endpointurl``); its lineage is the resolved git commit, the DVC
+md5 and the content hash (:func:`read_source`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
-from pathlib import PurePosixPath
-from urllib.parse import urlparse
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 
@@ -26,6 +33,7 @@ class Ingested:
     content_hash: str
     source_uri: str
     file_format: str
+    lineage: dict[str, Any] = field(default_factory=dict)
 
     @property
     def metadata(self) -> dict:
@@ -36,11 +44,114 @@ class Ingested:
             "columns": len(self.frame.columns),
             "schema": {c: str(t) for c, t in self.frame.dtypes.items()},
             "content_hash": self.content_hash,
+            "lineage": self.lineage,
         }
 
 
+# ---- DVC ---------------------------------------------------------------------------------
+DVC_SCHEME = "dvc://"
+_DVC_FIX = "write dvc://<git repo url or path>?path=<file in the repo>&rev=<branch, tag or commit>"
+
+
+@dataclass(frozen=True)
+class DvcSource:
+    repo: str
+    path: str
+    rev: str | None
+
+
+def parse_dvc_uri(uri: str) -> DvcSource:
+    """``dvc://<repo>?path=...&rev=...`` -> its parts; a local repo path is made absolute."""
+    rest = uri[len(DVC_SCHEME) :]
+    repo, _, query = rest.partition("?")
+    params = parse_qs(query, keep_blank_values=True)
+    unknown = sorted(set(params) - {"path", "rev"})
+    if not repo or unknown or not params.get("path", [""])[0]:
+        problem = (
+            f"unknown parameter(s) {unknown}"
+            if unknown
+            else ("names no repository" if not repo else "has no path=")
+        )
+        raise DataError("data.source_uri", f"{uri!r} {problem}", _DVC_FIX)
+    if "://" not in repo and not repo.startswith("git@") and Path(repo).expanduser().exists():
+        repo = str(Path(repo).expanduser().resolve())
+    rev = params.get("rev", [""])[0] or None
+    return DvcSource(repo, params["path"][0], rev)
+
+
+def read_dvc(uri: str) -> tuple[bytes, dict[str, Any]]:
+    """The bytes of a DVC-tracked (or plain git) file at a revision, and their lineage:
+    the repository, the requested and the resolved git revision, the DVC md5. A bad
+    revision, a missing path or an unreachable remote is one line naming the fix."""
+    source = parse_dvc_uri(uri)
+    from dvc.api import DVCFileSystem
+    from dvc.scm import RevError
+
+    at = f"{source.repo} at rev {source.rev or 'HEAD'}"
+    try:
+        # never the working tree of a local clone: without rev=, the commit HEAD points at
+        fs = DVCFileSystem(source.repo, rev=source.rev or "HEAD")
+        git_rev = fs.repo.get_rev()
+        exists = fs.isfile(source.path)
+    except RevError:
+        raise DataError(
+            "data.source_uri",
+            f"rev {source.rev!r} is not a branch, tag or commit of {source.repo}",
+            "set rev= to one of its revisions (`git tag`, `git branch -a`, `git log`)",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 (git and DVC backends raise many types)
+        raise DataError(
+            "data.source_uri",
+            f"cannot open {source.repo} as a git repository with DVC "
+            f"({type(exc).__name__}: {_first_line(exc)})",
+            "point dvc:// at a reachable git repository (a path or a clone URL) where `dvc init` was run",
+        ) from None
+    if not exists:
+        raise DataError(
+            "data.source_uri",
+            f"no file {source.path!r} in {at}",
+            f"set path= to a DVC-tracked file (`dvc list {source.repo} --rev {source.rev or 'HEAD'} -R`)",
+        )
+    md5 = fs.info(source.path).get("md5")
+    try:
+        with fs.open(source.path, "rb") as handle:
+            data = handle.read()
+    except Exception as exc:  # noqa: BLE001 (every remote's client has its own errors)
+        raise DataError(
+            "data.source_uri",
+            f"cannot fetch {source.path!r} (md5 {md5}) of {at} from its DVC remote "
+            f"({type(exc).__name__}: {_first_line(exc)})",
+            "check that the remote is reachable and holds it (`dvc push` after `dvc add`); "
+            "S3 credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+        ) from None
+    lineage = {
+        "kind": "dvc",
+        "repo": source.repo,
+        "path": source.path,
+        "rev": source.rev or "HEAD",
+        "git_rev": git_rev,
+        "dvc_md5": md5,
+    }
+    return data, lineage
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def read_source(uri: str, settings: Settings) -> tuple[bytes, dict[str, Any]]:
+    """The bytes ``uri`` holds now and where they came from (a DVC source's revision and md5)."""
+    if uri.startswith(DVC_SCHEME):
+        data, lineage = read_dvc(uri)
+    else:
+        data, lineage = read_uri(uri, settings.storage), {"kind": urlparse(uri).scheme or "path"}
+    return data, {**lineage, "content_hash": content_hash(data)}
+
+
 def detect_format(uri: str) -> str:
-    suffix = PurePosixPath(urlparse(uri).path).suffix.lower()
+    target = parse_dvc_uri(uri).path if uri.startswith(DVC_SCHEME) else urlparse(uri).path
+    suffix = PurePosixPath(target).suffix.lower()
     if suffix in (".parquet", ".pq"):
         return "parquet"
     if suffix in (".csv", ".txt"):
@@ -120,13 +231,13 @@ def content_hash(data: bytes) -> str:
 def fingerprint(uri: str, settings: Settings) -> str:
     """The content hash of what ``uri`` holds now (what :func:`ingest` records)."""
     detect_format(uri)
-    return content_hash(read_uri(uri, settings.storage))
+    return read_source(uri, settings)[1]["content_hash"]
 
 
 def ingest(uri: str, settings: Settings, contract: Contract, expected_hash: str = "") -> Ingested:
     """``uri`` into a frame; with ``expected_hash``, the bytes read must be those fingerprinted."""
     file_format = detect_format(uri)
-    data = read_uri(uri, settings.storage)
+    data, lineage = read_source(uri, settings)
     if expected_hash and content_hash(data) != expected_hash:
         raise DataError(
             "data.source_uri",
@@ -142,4 +253,4 @@ def ingest(uri: str, settings: Settings, contract: Contract, expected_hash: str 
         and frame[ts].dt.tz is None
     ):
         frame[ts] = frame[ts].dt.tz_localize("UTC")
-    return Ingested(frame, content_hash(data), uri, file_format)
+    return Ingested(frame, content_hash(data), uri, file_format, lineage)

@@ -147,17 +147,26 @@ class Registry:
         return f"{key}/{filename}" if filename else key
 
     # ---- registration ----------------------------------------------------------------------
-    def register(self, files: dict[str, bytes], metadata: dict[str, Any]) -> ModelVersion:
+    def register(
+        self,
+        files: dict[str, bytes],
+        metadata: dict[str, Any],
+        version_files: Callable[[int, dict[str, Any]], dict[str, bytes]] | None = None,
+    ) -> ModelVersion:
         """Store a new immutable version and return it.
 
         ``files`` maps plain file names to bytes and must hold ``model.joblib`` as the only
         pickle-like file (KServe's sklearn runtime loads exactly one). ``metadata`` is stored as
-        ``metadata.json`` with ``version`` and ``created_at`` added.
+        ``metadata.json`` with ``version`` and ``created_at`` added. ``version_files(number,
+        metadata)`` adds files that name the version (the model card), before the commit.
         """
         _check_files(files)
         version = self._claim()
         meta = {**metadata, "version": version, "created_at": _now()}
         body = _to_json(meta, field_name="metadata")
+        if version_files is not None:
+            files = {**files, **version_files(version, meta)}
+            _check_files(files)
         for filename, data in sorted(files.items()):
             self._put_new(self._vkey(version, filename), data)
         self._put_new(self._vkey(version, METADATA_FILE), body)

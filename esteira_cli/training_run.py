@@ -81,10 +81,12 @@ def summarize(run: LocalRun) -> dict[str, Any]:
         "steps": run.steps,
         "metrics": param("evaluate", "Output") or {},
         "gate_passed": bool(param("gate", "Output", False)),
+        # which rule decided (absolute thresholds, or a retrain's policy) and why
+        "gate": {k: artifact_meta("gate", "verdict").get(k) for k in ("rule", "reason")},
         "model_uri": model_uri,
         "data": {
             k: artifact_meta("ingest", "dataset").get(k)
-            for k in ("source_uri", "rows", "content_hash")
+            for k in ("source_uri", "rows", "content_hash", "lineage")
         },
         "features": {
             "feature_service": param("build-training-set", "feature_service"),
@@ -114,6 +116,7 @@ def summarize(run: LocalRun) -> dict[str, Any]:
             "production_version": decision.get("production_version"),
             "winner": decision.get("winner"),
             "reason": decision.get("reason"),
+            "card": out.get("register", {}).get("artifacts", {}).get("card", {}).get("uri"),
         }
         for key in ("challenger_expected_cost", "champion_expected_cost"):  # policy min_cost
             if key in decision:

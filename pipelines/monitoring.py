@@ -85,9 +85,18 @@ def build(settings: Settings):
             )
         )
         with dsl.If(decision.output == True, name="retrain-needed"):  # noqa: E712
-            data = step(retrain(config=settings_json, new_data=labels.outputs["dataset"]))
+            data = step(
+                retrain(
+                    config=settings_json,
+                    new_data=labels.outputs["dataset"],
+                    override=config,
+                    drift_detected=drift.outputs["drift_detected"],
+                    degraded=performance.outputs["degraded"],
+                )
+            )
+            # judged by retrain.policy: its config carries retrain.trigger and new_labels
             training(
-                data_source_uri=data.output,
+                data_source_uri=data.outputs["Output"],
                 model_family=model_family,
                 hyperparameters=hyperparameters,
                 gate_metric=gate_metric,
@@ -95,7 +104,7 @@ def build(settings: Settings):
                 min_improvement=min_improvement,
                 deploy=deploy,
                 use_case=use_case,
-                config=config,
+                config=data.outputs["retraining_config"],
             ).set_display_name("retraining")
 
     return pipeline

@@ -120,16 +120,25 @@ def build(settings: Settings):
                 config=config, model=trained.outputs["model"], holdout=trained.outputs["holdout"]
             )
         )
-        passed = step(gate(config=config, scores=evaluated.outputs["Output"]))
+        passed = step(
+            gate(
+                config=config,
+                scores=evaluated.outputs["Output"],
+                holdout=trained.outputs["holdout"],
+            )
+        )
         # branch on single outputs: kfp.local resolves only `<task>-Output` channels in conditions
-        with dsl.If(passed.output == True, name="gate-passed"):  # noqa: E712
+        with dsl.If(passed.outputs["Output"] == True, name="gate-passed"):  # noqa: E712
             registered = step(
                 register(
                     config=config,
                     model=trained.outputs["model"],
                     training_set=training_set.outputs["training_set"],
+                    holdout=trained.outputs["holdout"],
+                    verdict=passed.outputs["verdict"],
                     metrics=evaluated.outputs["Output"],
                     data_hash=ingested.outputs["Output"],
+                    data_lineage=ingested.outputs["lineage"],
                     definitions_hash=apply.output,
                     code_version=code_version,
                     run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,

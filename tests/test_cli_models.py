@@ -114,6 +114,23 @@ def test_show_missing_version_is_one_clear_line(
     assert "versions: v1, v2, v3" in err and "Traceback" not in err
 
 
+def test_card_prints_the_stored_card_and_says_when_there_is_none(
+    registry: Registry, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    code, out, err = run(capsys, "models", "card", f"{NAME}:2")
+    assert code == 2 and out == "" and "\n" not in err.strip()
+    assert "v2: has no model card" in err and "register it again" in err
+    registry.register(
+        {"model.joblib": tiny_model(9)},
+        {"metrics": {"roc_auc": 0.9}},
+        lambda number, meta: {"card.md": f"# Model card: v{number}\n".encode()},
+    )
+    code, out, _ = run(capsys, "models", "card", f"{NAME}:4")
+    assert (code, out) == (0, "# Model card: v4\n")
+    code, out, _ = run(capsys, "models", "card", f"{NAME}:v4", "--out", str(tmp_path / "c.md"))
+    assert code == 0 and (tmp_path / "c.md").read_text() == "# Model card: v4\n"
+
+
 def test_promote_and_history(registry: Registry, capsys: pytest.CaptureFixture) -> None:
     code, out, _ = run(capsys, "models", "promote", NAME, "1", "--reason", "first")
     assert code == 0 and "production -> v1" in out

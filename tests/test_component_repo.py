@@ -38,11 +38,8 @@ def _changed_gate(tmp_path: Path, old: str, new: str):
 @pytest.mark.parametrize(
     ("old", "new"),
     [
-        (
-            "def gate(config: str, scores: dict)",
-            "def gate(config: str, scores: dict, margin: float = 0.0)",
-        ),
-        ("def gate(config: str, scores: dict)", "def gate(config: str, scores: list)"),
+        ("holdout: Input[Dataset] = None", "holdout: Input[Dataset] = None, margin: float = 0.0"),
+        ("config: str, scores: dict, verdict", "config: str, scores: list, verdict"),
     ],
     ids=["new-parameter", "changed-type"],
 )

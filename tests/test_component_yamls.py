@@ -27,8 +27,8 @@ def test_a_pipeline_of_loaded_component_yamls_runs_locally(
 
     @dsl.pipeline(name="borrowed-components")
     def borrowed(config: str, scores: dict, degraded: bool) -> bool:
-        passed = gate(config=config, scores=scores)
-        return retrain_decision(drift_detected=passed.output, degraded=degraded).output
+        passed = gate(config=config, scores=scores)  # no hold-out: the absolute thresholds
+        return retrain_decision(drift_detected=passed.outputs["Output"], degraded=degraded).output
 
     local.init(
         runner=local.SubprocessRunner(use_venv=False),

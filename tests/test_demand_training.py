@@ -46,6 +46,7 @@ def test_the_report_shows_series_segments_and_folds(trained) -> None:
 def test_champion_challenger_minimises_wape(trained, tmp_path: Path) -> None:
     from components.promote.logic import champion_challenger
     from components.register.logic import register_model
+    from esteira.registry import registry_for
     from esteira.safe_load import dump_model
 
     settings, result, scores, _, info = trained
@@ -69,8 +70,10 @@ def test_champion_challenger_minimises_wape(trained, tmp_path: Path) -> None:
     (model_dir / "training.json").write_text(json.dumps(training))
     train_path = tmp_path / "train.parquet"
     result.train.to_parquet(train_path)
+    holdout_path = tmp_path / "holdout.parquet"
+    result.holdout.to_parquet(holdout_path)
     versions = []
-    for metrics in (scores, {**scores, "wape": scores["wape"] * 1.5}):
+    for i, metrics in enumerate((scores, {**scores, "wape": scores["wape"] * 1.5})):
         registered = register_model(
             settings,
             str(model_dir),
@@ -81,8 +84,24 @@ def test_champion_challenger_minimises_wape(trained, tmp_path: Path) -> None:
             definitions_hash="0" * 64,
             code_version="test",
             run_id="test",
+            holdout_path=None if i else str(holdout_path),  # the first with its model card
         )
         versions.append(registered.version)
+    # a regressor's card: error metrics with intervals, by store_type, no calibration curve
+    card = json.loads(registry_for(settings).read_file(versions[0], "card.json"))
+    assert [m["metric"] for m in card["evaluation"]["metrics"]] == ["mae", "rmse", "wape"]
+    wape = card["evaluation"]["metrics"][2]
+    assert (
+        wape["value"] == pytest.approx(scores["wape"])
+        and wape["low"] < wape["value"] < wape["high"]
+    )
+    assert (
+        card["evaluation"]["slice_column"] == "store_type"
+        and "calibration" not in card["evaluation"]
+    )
+    assert {s["value"] for s in card["evaluation"]["slices"]} == set(
+        result.holdout.store_type.astype(str)
+    )
     first = champion_challenger(settings, versions[0], result.holdout)
     assert first["promoted"] and first["metric"] == "wape"
     # the second's recorded WAPE is worse; the champion is re-scored on the same hold-out

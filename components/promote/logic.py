@@ -6,12 +6,10 @@ from typing import Any
 
 import pandas as pd
 
-from esteira.champion import decide
+from esteira.champion import decide, production_on
 from esteira.config import Settings
-from esteira.evaluation import score
 from esteira.registry import DEFAULT_ALIAS as PRODUCTION
-from esteira.registry import MODEL_FILE, registry_for
-from esteira.safe_load import load_model
+from esteira.registry import registry_for
 
 
 def champion_challenger(settings: Settings, version: int, holdout: pd.DataFrame) -> dict[str, Any]:
@@ -23,26 +21,7 @@ def champion_challenger(settings: Settings, version: int, holdout: pd.DataFrame)
     """
     registry = registry_for(settings)
     challenger = registry.get(version)
-    champion_version = registry.aliases().get(PRODUCTION)
-    champion_metrics, note = None, ""
-    if champion_version is not None:
-        champion = registry.get(champion_version)
-        features = champion.metadata["feature_names"]
-        if set(features) <= set(holdout.columns):
-            model = load_model(registry.read_file(champion_version, MODEL_FILE))
-            champion_metrics = score(  # at the champion's own decision_threshold
-                model,
-                holdout,
-                features,
-                champion.metadata["label"],
-                settings.model,
-                champion.metadata.get("decision_threshold", 0.5),
-            ).metrics
-        else:
-            champion_metrics, note = (
-                champion.metadata["metrics"],
-                " (champion's recorded metrics: its features differ)",
-            )
+    champion_version, champion_metrics, note = production_on(settings, holdout)
     decision = decide(challenger.metadata["metrics"], champion_metrics, settings.gate)
     if decision.promote:
         registry.set_alias(PRODUCTION, version, reason=decision.reason)

@@ -16,7 +16,8 @@ under ``dsl.If(retrain)``: the same run, on kfp.local or on the cluster; no subp
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -58,3 +59,25 @@ def retraining_data(settings: Settings, new_raw: pd.DataFrame) -> str:
     key = f"{RETRAIN_PREFIX}/{registry.name}/{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.parquet"
     registry.storage.put_bytes(key, buf.getvalue())
     return registry.storage.uri(key)
+
+
+def new_labelled_rows(settings: Settings, new_raw: pd.DataFrame) -> int:
+    """Rows of the new data whose label is known: older than the label horizon at its end."""
+    contract = load_contract(settings.features.repo_path)
+    ts = _utc(new_raw[contract.timestamp])
+    if ts.empty:
+        return 0
+    return int((ts <= ts.max() - timedelta(hours=contract.label.horizon_hours)).sum())
+
+
+def retraining_config(override: str, drift_detected: bool, degraded: bool, new_labels: int) -> str:
+    """The nested training run's ``config``: the monitoring run's own override, plus what the
+    retrain policy reads (``retrain.trigger``, ``retrain.new_labels``)."""
+    try:
+        doc = json.loads(override) if override.strip() else {}
+    except json.JSONDecodeError:
+        doc = {}  # resolve-settings already refused a bad override before this step ran
+    trigger = "+".join(n for n, on in (("drift", drift_detected), ("degradation", degraded)) if on)
+    section = dict(doc.get("retrain") or {})
+    section |= {"trigger": trigger or "requested", "new_labels": int(new_labels)}
+    return json.dumps({**doc, "retrain": section}, sort_keys=True)

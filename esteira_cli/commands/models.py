@@ -22,7 +22,7 @@ DEPLOY_DIR = "dist/deploy"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "models", help="the model registry: list, show, promote, rollback, history"
+        "models", help="the model registry: list, show, card, promote, rollback, history"
     )
     sub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
@@ -33,6 +33,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show", help="metadata of NAME[:VERSION|:alias] as JSON")
     p.add_argument("ref", metavar="NAME[:VERSION|:ALIAS]")
     p.set_defaults(handler=cmd_show)
+
+    p = sub.add_parser("card", help="the model card of NAME[:VERSION|:alias] (Markdown)")
+    p.add_argument("ref", metavar="NAME[:VERSION|:ALIAS]")
+    p.add_argument(
+        "--format", choices=("md", "html", "json"), default="md", help="default: %(default)s"
+    )
+    p.add_argument("--out", help="write it to this file instead of printing it")
+    p.set_defaults(handler=cmd_card)
 
     p = sub.add_parser("promote", help="point an alias (default production) at a version")
     p.add_argument("name")
@@ -129,7 +137,40 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     if "decision_threshold" in meta:  # what `prediction` is cut at, and the policy that chose it
         doc["decision_threshold"] = meta["decision_threshold"]
         doc["threshold_policy"] = meta.get("threshold_policy")
+    # where the data came from: the source, its content hash, a dvc:// source's revision and md5
+    lineage = meta.get("data_lineage") or {}
+    doc["data"] = {
+        "source_uri": meta.get("source_uri"),
+        "content_hash": meta.get("data_hash"),
+        **{k: lineage[k] for k in ("repo", "path", "rev", "git_rev", "dvc_md5") if k in lineage},
+    }
+    if "gate" in meta:  # the rule that passed it (absolute thresholds or a retrain's policy)
+        doc["gate"] = meta["gate"]
     print(json.dumps(doc, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_card(args: argparse.Namespace, settings: Settings) -> int:
+    """Print (or write) a version's model card (default: production, else the newest)."""
+    name, ref = split_ref(args.ref)
+    registry = _registry(settings, name)
+    if ref is None:
+        ref = DEFAULT_ALIAS if DEFAULT_ALIAS in registry.aliases() else _newest(registry)
+    number = registry.resolve(ref)
+    filename = f"card.{args.format}"
+    if filename not in registry.files(number):
+        raise EsteiraError(
+            f"model {name!r} v{number}",
+            "has no model card (registered before cards existed)",
+            "register it again with the training pipeline, or read `esteira models show`",
+        )
+    body = registry.read_file(number, filename)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_bytes(body)
+        print(f"wrote {args.out} ({name} v{number})")
+    else:
+        print(body.decode(), end="")
     return 0
 
 

@@ -147,6 +147,7 @@ def _retrained(monitoring: Any) -> dict[str, Any]:
         "status": summary.get("status"),
         "metrics": summary.get("metrics"),
         "gate_passed": summary.get("gate_passed"),
+        "gate": summary.get("gate"),  # the rule that decided (retrain.policy) and why
         "registry": summary.get("registry"),
     }
 
@@ -198,6 +199,8 @@ def handle_monitor(args: argparse.Namespace, settings: Settings) -> int:
     print(f"   retrain triggered: {summary['retrain_triggered']}")
     if retrained := summary.get("retrained"):
         print(f"   retrained: {retrained.get('status')} registry={retrained.get('registry')}")
+        gate = retrained.get("gate") or {}
+        print(f"   retrain gate ({gate.get('rule')}): {gate.get('reason')}")
     print(f"   report: {summary['drift_report']}")
     print(f"   summary: {args.out}/summary.json")
     if summary["status"] != "ok":

@@ -57,7 +57,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         )
         policy = (t.get("policy") or {}).get("policy", "?")
         print(f"   decision_threshold: {t['decision_threshold']:.4f} ({policy}){costs}")
-    print(f"   gate passed: {summary['gate_passed']}")
+    gate = summary.get("gate") or {}
+    print(f"   gate passed: {summary['gate_passed']} ({gate.get('rule')}: {gate.get('reason')})")
     if search := summary.get("search"):
         print(
             f"   search: trial {search['trial']} of {search['trials']} won, CV {search['metric']} "
@@ -72,6 +73,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
             f"   registry: {reg['model']} v{reg['version']} promoted={reg['promoted']} production=v{reg['production_version']}"
         )
         print(f"   {reg['reason']}")
+        print(f"   model card: esteira models card {reg['model']}:{reg['version']}")
     print(f"   model: {summary['model_uri']}")
     if summary["cached"]:
         print(f"   from cache: {', '.join(summary['cached'])}")

@@ -68,6 +68,9 @@ def test_drifted_period_triggers_retraining(trained: Trained, tmp_path: Path) ->
     retrain_data = pd.read_parquet(new.metadata["source_uri"])
     assert len(retrain_data) == len(trained.raw) + len(fleet.period("drifted"))
     assert new.metadata["source_uri"] == summary["retrain"]["data_uri"]
+    # judged by the retrain policy (relative to production on the same hold-out), which says so
+    assert summary["retrained"]["gate"]["rule"] == new.metadata["gate"]["rule"] == "relative"
+    assert new.metadata["retrain"]["trigger"].startswith("drift")
 
     # the drift task's outputs: Metrics for every feature and an HTML report of each
     outputs = task_outputs(Path(summary["run_dirs"]["monitoring"]))["drift-check"]
