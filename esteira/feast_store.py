@@ -42,6 +42,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 from feast import FeatureStore, FeatureView, FileSource
@@ -62,7 +63,7 @@ from feast.utils import (
 
 from esteira.config import Settings, resolve_path
 from esteira.errors import ConfigError
-from esteira.parquet import read_parquet
+from esteira.parquet import read_parquet, read_parquet_rows
 from esteira.pyfile import import_file
 
 FEATURE_STORE_YAML = "feature_store.yaml"
@@ -73,6 +74,7 @@ ASOF_OFFLINE_STORE = "esteira.feast_store.AsofFileOfflineStore"
 _UTC_NS = "datetime64[ns, UTC]"
 _TS = "__feast_ts"
 _ORDER = "__feast_order"
+_POS = "__esteira_source_row"
 
 
 # ---- settings -> locations ---------------------------------------------------------------
@@ -327,10 +329,10 @@ class _Eager:
         return self._fn()
 
 
-def read_source(
-    source: FileSource, repo_path: Path | str | None, columns: list[str]
-) -> pd.DataFrame:
-    """A FileSource's Parquet file (local, relative to the repo, or s3://), some columns."""
+def _source_location(
+    source: FileSource, repo_path: Path | str | None
+) -> tuple[str, dict[str, Any] | None]:
+    """A FileSource's Parquet file (local, relative to the repo, or s3://) and its S3 options."""
     uri = FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.file_options.uri)
     options: dict[str, Any] | None = None
     if uri.startswith("s3://"):
@@ -343,7 +345,23 @@ def read_source(
             }
         if source.file_options.s3_endpoint_override:
             options["client_kwargs"] = {"endpoint_url": source.file_options.s3_endpoint_override}
+    return uri, options
+
+
+def read_source(
+    source: FileSource, repo_path: Path | str | None, columns: list[str]
+) -> pd.DataFrame:
+    """A FileSource's Parquet file (local, relative to the repo, or s3://), some columns."""
+    uri, options = _source_location(source, repo_path)
     return read_parquet(uri, columns=columns, storage_options=options)
+
+
+def read_source_rows(
+    source: FileSource, repo_path: Path | str | None, columns: list[str], rows: Any
+) -> pd.DataFrame:
+    """``read_source(...).iloc[rows]`` (index reset), one column at a time."""
+    uri, options = _source_location(source, repo_path)
+    return read_parquet_rows(uri, columns, rows, storage_options=options)
 
 
 def _utc(series: pd.Series) -> pd.Series:
@@ -359,7 +377,14 @@ def _join_view(
     repo_path: Path | str | None,
     full_feature_names: bool,
 ) -> pd.DataFrame:
-    """Point-in-time join of one view onto ``left`` (sorted by ``entity_ts``)."""
+    """Point-in-time join of one view onto ``left`` (sorted by ``entity_ts``).
+
+    The source's keys and timestamps are read whole; its feature columns only for the rows
+    some entity row matches (a source of hourly rolling windows is many times the size of
+    the training set). The join is then done on those rows as on the whole source: an
+    entity row's match, the latest source row at or before it within the TTL, is among them,
+    and no row between it and the entity row is, so every match is the same row.
+    """
     source = view.batch_source
     assert isinstance(source, FileSource)
     reverse = {v: k for k, v in (source.field_mapping or {}).items()}
@@ -367,38 +392,53 @@ def _join_view(
     source_keys = [c.name for c in view.entity_columns]
     ts_field = source.timestamp_field
     created = source.created_timestamp_column or None
-    wanted = [*source_keys, ts_field, *([created] if created else []), *features]
-    right = read_source(source, repo_path, [reverse.get(c, c) for c in wanted])
-    right = right.rename(columns=source.field_mapping or {})
-    right = right.rename(columns=dict(zip(source_keys, join_keys, strict=True)))
-    names = {
-        f: f"{view.projection.name_to_use()}__{f}" if full_feature_names else f for f in features
-    }
-    right = right.rename(columns={ts_field: _TS, **names})
-    right[_TS] = _utc(right[_TS])
-    order = [_TS, created] if created else [_TS]
-    right = right.sort_values(order, kind="stable")
-    right = right.drop(columns=[created] if created else [])
-    for key in join_keys:
-        if right[key].dtype != left[key].dtype:
-            right[key] = right[key].astype(left[key].dtype)
-
+    stamps = [*source_keys, ts_field, *([created] if created else [])]
+    wanted = [*stamps, *features]
     ttl = view.ttl if view.ttl and view.ttl > timedelta(0) else None
-    joined = pd.merge_asof(
-        left,
-        right,
-        left_on=entity_ts,
-        right_on=_TS,
-        by=join_keys,
-        direction="backward",
-        allow_exact_matches=True,
-        tolerance=ttl,
-    )
+
+    def prepare(right: pd.DataFrame) -> pd.DataFrame:
+        right = right.rename(columns=source.field_mapping or {})
+        right = right.rename(columns=dict(zip(source_keys, join_keys, strict=True)))
+        names = {
+            f: f"{view.projection.name_to_use()}__{f}" if full_feature_names else f
+            for f in features
+        }
+        right = right.rename(columns={ts_field: _TS, **names})
+        right[_TS] = _utc(right[_TS])
+        order = [_TS, created] if created else [_TS]
+        right = right.sort_values(order, kind="stable")
+        right = right.drop(columns=[created] if created else [])
+        for key in join_keys:
+            if right[key].dtype != left[key].dtype:
+                right[key] = right[key].astype(left[key].dtype)
+        return right
+
+    def asof(left_part: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+        return pd.merge_asof(
+            left_part,
+            right,
+            left_on=entity_ts,
+            right_on=_TS,
+            by=join_keys,
+            direction="backward",
+            allow_exact_matches=True,
+            tolerance=ttl,
+        )
+
+    # which source rows any entity row matches, from the keys and timestamps alone
+    index = read_source(source, repo_path, [reverse.get(c, c) for c in stamps])
+    index[_POS] = np.arange(len(index))
+    index = prepare(index)
+    matched = asof(left[[*join_keys, entity_ts]], index)[_POS]
+    rows = np.unique(matched.dropna().to_numpy(dtype=np.int64))
+    entities = pd.MultiIndex.from_frame(index[join_keys].drop_duplicates())
+    del index, matched
+    right = prepare(read_source_rows(source, repo_path, [reverse.get(c, c) for c in wanted], rows))
+
+    joined = asof(left, right)
     # Feast's file store keeps unknown entities (nulls) but drops rows whose entity
     # has rows, none of them inside [ts - ttl, ts].
-    known = pd.MultiIndex.from_frame(joined[join_keys]).isin(
-        pd.MultiIndex.from_frame(right[join_keys].drop_duplicates())
-    )
+    known = pd.MultiIndex.from_frame(joined[join_keys]).isin(entities)
     joined = joined.loc[joined[_TS].notna() | ~known]
     return joined.drop(columns=[_TS]).reset_index(drop=True)
 
