@@ -313,13 +313,17 @@ def build_training_set(entity_df: pd.DataFrame, settings: Settings) -> TrainingS
     frame = entity_df.reset_index(drop=True).copy()
     frame[ROW_ID] = np.arange(len(frame))
     result = store.get_historical_features(frame, features=store.get_feature_service(name)).to_df()
+    result.reset_index(drop=True, inplace=True)  # labels = positions, for the take below
     missing = _missing_by_view(store, frame, result, keys, views)
     dropped = set().union(*missing.values()) | (set(frame[ROW_ID]) - set(result[ROW_ID]))
 
-    kept = result.loc[~result[ROW_ID].isin(dropped)]
-    kept = kept.sort_values([EVENT_TS, ROW_ID], kind="stable")
+    # the kept rows by (event time, entity row), these columns: one copy of the result, not four
+    stamps = result.loc[~result[ROW_ID].isin(dropped), [EVENT_TS, ROW_ID]]
+    order = stamps.sort_values([EVENT_TS, ROW_ID], kind="stable").index
     columns = [c for c in entity_df.columns if c not in feature_names] + feature_names
-    kept = kept[columns].reset_index(drop=True)
+    kept = result.loc[order, columns]
+    del result, stamps
+    kept.reset_index(drop=True, inplace=True)
     share = len(dropped) / len(frame)
     counts = {view: len(ids) for view, ids in missing.items() if ids}
     if share > settings.features.max_dropped_share:

@@ -47,6 +47,8 @@ def _in_order(frame: pd.DataFrame, columns: list[str]) -> bool:
 
 def _sorted(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
     if _in_order(raw, [*c.keys, c.timestamp]):  # generated and ingested data usually is
+        if raw.index.equals(pd.RangeIndex(len(raw))):
+            return raw  # no copy: every table function builds new frames from it
         return raw.reset_index(drop=True)
     return raw.sort_values([*c.keys, c.timestamp], kind="stable").reset_index(drop=True)
 

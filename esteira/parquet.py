@@ -126,3 +126,43 @@ def read_parquet_narrow(
     parquet = pq.ParquetFile(native, read_dictionary=strings or None)
     frame = parquet.read(columns=names, use_pandas_metadata=True).to_pandas()
     return frame, wide
+
+
+def read_parquet_between(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    columns: Sequence[str],
+    column: str,
+    low: Any = None,
+    high: Any = None,
+    storage_options: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """``read_parquet(source, columns)`` rows whose timestamp ``column`` is within
+    ``[low, high]`` (either may be None: unbounded), in file order, scanned batch by batch:
+    only the rows kept are ever held whole. A tz-naive column counts as UTC."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(_native(source, storage_options))
+    schema = parquet.schema_arrow
+    kind = schema.field(column).type
+    names = list(dict.fromkeys([*columns, column]))
+
+    def bound(moment: Any) -> Any:
+        stamp = pd.Timestamp(moment)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return pa.scalar(stamp if kind.tz else stamp.tz_localize(None), type=kind)
+
+    parts = []
+    for batch in parquet.iter_batches(batch_size=256 * 1024, columns=names):
+        keep = None
+        for moment, compare in ((low, pc.greater_equal), (high, pc.less_equal)):
+            if moment is not None:
+                test = compare(batch.column(column), bound(moment))
+                keep = test if keep is None else pc.and_(keep, test)
+        parts.append(batch if keep is None else batch.filter(keep))
+    fields = [schema.field(c) for c in columns]
+    table = pa.Table.from_batches(
+        [p.select(list(columns)) for p in parts], schema=pa.schema(fields)
+    ).replace_schema_metadata(schema.metadata)
+    return table.to_pandas()
