@@ -656,7 +656,9 @@ class AsofFileOfflineStore(DaskOfflineStore):
                 frame = _join_view(
                     frame, view, features, entity_ts, config.repo_path, full_feature_names
                 )
-            return frame.drop(columns=[_ORDER]).reset_index(drop=True)
+            frame.drop(columns=[_ORDER], inplace=True)  # in place: no copy of the whole result
+            frame.reset_index(drop=True, inplace=True)
+            return frame
 
         stamps = _utc(entity_df[entity_ts])
         return _LeanRetrievalJob(
