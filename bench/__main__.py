@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("compile", "online", "serving", "batch", "containers", "search")
+BENCHES = ("compile", "online", "serving", "batch", "containers", "search", "scale")
 OUT = Path("dist/bench")
 
 
@@ -70,6 +70,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             + ([""] + notes if notes else [])
             + containers_table(results)
             + search_table(results)
+            + scale_table(results)
         )
         + "\n"
     )
@@ -88,6 +89,12 @@ def search_table(results: dict[str, Any]) -> list[str]:
         f"{s['ratio_2_over_1']} (target <= {s['target_ratio']}; load {s['load_average_before']}"
         f" -> {s['load_average_after']} on {s['cores']} cores) |",
     ]
+
+
+def scale_table(results: dict[str, Any]) -> list[str]:
+    from bench.scale import table
+
+    return table(results["scale"]) if isinstance(results.get("scale"), dict) else []
 
 
 def containers_table(results: dict[str, Any]) -> list[str]:
@@ -117,7 +124,7 @@ def main() -> int:
         "load": round(os.getloadavg()[0], 2),
     }
     chosen = [n for n in sys.argv[1:] if n in BENCHES] or list(BENCHES)  # `python -m bench search`
-    if set(chosen) - {"compile", "search"}:
+    if set(chosen) - {"compile", "search", "scale"}:
         ensure_production_model()
     results: dict[str, Any] = {}
     for name in chosen:

@@ -9,6 +9,10 @@ restores them afterwards; the subclasses keep kfp's constructor and return type)
   container is kept until its exit code and log tail are read, then removed.
 - **Missing outputs.** A task that exits 0 without writing its declared outputs "succeeds"
   and the next task fails with a confusing "not found". Here it fails, with its log tail.
+- **Peak memory.** A subprocess task runs under a small reaper that reports the peak
+  resident set of the task's processes (its shell and the Python under it, the largest of
+  them) from ``getrusage(RUSAGE_CHILDREN)``: :attr:`TaskLedger.peak_rss_kb`, per task name
+  (a task that runs more than once, a ParallelFor body, keeps its largest).
 
 :func:`docker_runner` builds the ``DockerRunner`` for a compiled pipeline: the images it
 names must be in the engine; host network (S3, Redis on 127.0.0.1); the working directory
@@ -26,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,10 +57,16 @@ class TaskLedger:
 
     errors_dir: Path
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    peak_rss_kb: dict[str, int] = field(default_factory=dict)  # subprocess tasks
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def fail(self, task: str, message: str) -> None:
         self.errors_dir.mkdir(parents=True, exist_ok=True)
         (self.errors_dir / f"{task}.json").write_text(json.dumps({"task": task, "error": message}))
+
+    def peak(self, task: str, kb: int) -> None:
+        with self._lock:
+            self.peak_rss_kb[task] = max(kb, self.peak_rss_kb.get(task, 0))
 
 
 _LEDGER: TaskLedger | None = None
@@ -117,6 +129,50 @@ def _check(ex_input: dict[str, Any], log_tail: str | None) -> bool:
     if _LEDGER is not None:
         _LEDGER.fail(name, message)
     return False
+
+
+# The task runs under a small Python that reaps it and writes the largest resident set among
+# its reaped children (the task's shell and everything under it) to the file it is given.
+# Not measured from here: a process exec'd by a child of this driver starts with the driver's
+# own high-water mark (Linux keeps it across fork and exec), hundreds of MB for a small task.
+_REAPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[2:])\n"
+    "with open(sys.argv[1], 'w') as f:\n"
+    "    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
+
+def run_measured(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
+    """kfp.local's ``run_local_subprocess`` (same command, output and exit code), with the
+    task's peak resident set (kB) going into the ledger."""
+    import sys
+    import tempfile
+
+    env = {**os.environ, **env_vars} if env_vars else None
+    fd, peak_file = tempfile.mkstemp(prefix="esteira-peak-", suffix=".txt")
+    os.close(fd)
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _REAPER, peak_file, *full_command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=env,
+        ) as process:
+            assert process.stdout is not None
+            for line in iter(process.stdout.readline, ""):
+                print(line, end="")
+            print("\n")
+            code = process.wait()
+        kb = Path(peak_file).read_text().strip()
+    finally:
+        Path(peak_file).unlink(missing_ok=True)
+    if _LEDGER is not None and kb.isdigit():  # ru_maxrss: kilobytes on Linux
+        _LEDGER.peak(task_name(executor_input(full_command)), int(kb))
+    return code
 
 
 def _handler_classes() -> tuple[type, type]:
@@ -182,13 +238,16 @@ def checked_tasks(ledger: TaskLedger) -> Iterator[TaskLedger]:
 
     sub_cls, docker_cls = _handler_classes()
     saved = (subprocess_task_handler.SubprocessTaskHandler, docker_task_handler.DockerTaskHandler)
+    saved_run = subprocess_task_handler.run_local_subprocess
     subprocess_task_handler.SubprocessTaskHandler = sub_cls
     docker_task_handler.DockerTaskHandler = docker_cls
+    subprocess_task_handler.run_local_subprocess = run_measured
     _LEDGER = ledger
     try:
         yield ledger
     finally:
         subprocess_task_handler.SubprocessTaskHandler, docker_task_handler.DockerTaskHandler = saved
+        subprocess_task_handler.run_local_subprocess = saved_run
         _LEDGER = None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,43 +35,115 @@ ROW_ID = "__esteira_row"
 
 
 # ---- publish -----------------------------------------------------------------------------
-def _write_local(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the feature server may run as another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class _TableWriter:
+    """One source table written block by block (a row group each) to a temporary file beside
+    its target; :meth:`commit` moves it into place (local) or PUTs it whole (S3), so readers
+    see the old file or the new one, never a part."""
+
+    def __init__(self, table: str, uri: str, settings: Settings) -> None:
+        self.table, self.uri, self.settings = table, uri, settings
+        local = None if uri.startswith("s3://") else Path(uri)
+        where = local.parent if local else None
+        if where:
+            where.mkdir(parents=True, exist_ok=True)
+        name = local.name if local else f"{table}.parquet"
+        fd, tmp = tempfile.mkstemp(dir=where, prefix=f".{name}.", suffix=".tmp")
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.writer: Any = None
+        self.schema: Any = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if EVENT_TS not in frame.columns:
+            raise DataError(
+                self.table, f"has no {EVENT_TS!r} column", "compute it with esteira.features"
+            )
+        if self.writer is None:
+            arrow = pa.Table.from_pandas(frame, preserve_index=False)
+            self.schema = arrow.schema
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        else:
+            arrow = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+        self.writer.write_table(arrow)
+
+    def commit(self) -> None:
+        self.writer.close()
+        if self.uri.startswith("s3://"):
+            _put_s3(self.tmp.read_bytes(), self.uri, self.settings)
+            self.tmp.unlink(missing_ok=True)
+        else:
+            os.chmod(
+                self.tmp, 0o644
+            )  # mkstemp makes it private; the feature server may run as another user
+            os.replace(self.tmp, self.uri)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
 
 
-def _write_s3(frame: pd.DataFrame, uri: str, settings: Settings) -> None:
+def _put_s3(data: bytes, uri: str, settings: Settings) -> None:
     """One PUT of the whole file through esteira's storage: readers see old or new, never part."""
     storage = open_storage(settings.storage)
     key = f"features/{uri.rsplit('/', 1)[-1]}"
     if storage.uri(key) != uri:
         raise ConfigError("storage", f"{storage.uri(key)} is not the source location {uri}")
-    storage.put_bytes(key, frame.to_parquet(index=False))
+    storage.put_bytes(key, data)
+
+
+def publish_source_blocks(
+    blocks: Iterable[dict[str, pd.DataFrame]], settings: Settings
+) -> dict[str, str]:
+    """Write each table, given block by block (the blocks of one table concatenated are the
+    table), as Parquet where its FileSource reads it; returns table -> uri. Only one block
+    of each table is in memory at a time; nothing is published unless every block was."""
+    writers: dict[str, _TableWriter] = {}
+    try:
+        for tables in blocks:
+            for table, frame in tables.items():
+                if table not in writers:
+                    writers[table] = _TableWriter(table, source_uri(settings, table), settings)
+                writers[table].write(frame)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    for writer in writers.values():
+        writer.commit()
+    return {table: writer.uri for table, writer in writers.items()}
 
 
 def publish_sources(tables: dict[str, pd.DataFrame], settings: Settings) -> dict[str, str]:
     """Write each table as Parquet where its FileSource reads it; returns table -> uri."""
-    uris: dict[str, str] = {}
-    for table, frame in tables.items():
-        if EVENT_TS not in frame.columns:
-            raise DataError(
-                table, f"has no {EVENT_TS!r} column", "compute it with esteira.features"
-            )
-        uri = source_uri(settings, table)
-        if uri.startswith("s3://"):
-            _write_s3(frame, uri, settings)
-        else:
-            _write_local(frame, Path(uri))
-        uris[table] = uri
-    return uris
+    return publish_source_blocks([tables], settings)
+
+
+def compute_and_publish(
+    dataset_path: str, contract: Any, settings: Settings
+) -> tuple[dict[str, str], pd.DataFrame]:
+    """The compute-features step: the raw dataset (the columns the contract uses, strings as
+    categories) -> every source table published block by block, and the labelled entity rows.
+    The same tables and rows as ``compute_feature_tables`` and ``label_frame`` of the whole
+    frame, at a fraction of the memory."""
+    from esteira.features import concat_labels, feature_blocks, used_columns
+    from esteira.parquet import read_parquet_narrow
+
+    raw, dtypes = read_parquet_narrow(dataset_path, used_columns(contract))
+    labels: list[pd.DataFrame] = []
+
+    def tables() -> Iterator[dict[str, pd.DataFrame]]:
+        for block_tables, block_labels in feature_blocks(
+            raw, contract, settings.features.sample_every_hours, dtypes=dtypes
+        ):
+            labels.append(block_labels)
+            yield block_tables
+
+    published = publish_source_blocks(tables(), settings)
+    return published, concat_labels(labels, contract)
 
 
 # ---- apply -------------------------------------------------------------------------------
@@ -240,13 +313,17 @@ def build_training_set(entity_df: pd.DataFrame, settings: Settings) -> TrainingS
     frame = entity_df.reset_index(drop=True).copy()
     frame[ROW_ID] = np.arange(len(frame))
     result = store.get_historical_features(frame, features=store.get_feature_service(name)).to_df()
+    result.reset_index(drop=True, inplace=True)  # labels = positions, for the take below
     missing = _missing_by_view(store, frame, result, keys, views)
     dropped = set().union(*missing.values()) | (set(frame[ROW_ID]) - set(result[ROW_ID]))
 
-    kept = result.loc[~result[ROW_ID].isin(dropped)]
-    kept = kept.sort_values([EVENT_TS, ROW_ID], kind="stable")
+    # the kept rows by (event time, entity row), these columns: one copy of the result, not four
+    stamps = result.loc[~result[ROW_ID].isin(dropped), [EVENT_TS, ROW_ID]]
+    order = stamps.sort_values([EVENT_TS, ROW_ID], kind="stable").index
     columns = [c for c in entity_df.columns if c not in feature_names] + feature_names
-    kept = kept[columns].reset_index(drop=True)
+    kept = result.loc[order, columns]
+    del result, stamps
+    kept.reset_index(drop=True, inplace=True)
     share = len(dropped) / len(frame)
     counts = {view: len(ids) for view, ids in missing.items() if ids}
     if share > settings.features.max_dropped_share:

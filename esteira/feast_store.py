@@ -42,6 +42,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 from feast import FeatureStore, FeatureView, FileSource
@@ -62,7 +63,7 @@ from feast.utils import (
 
 from esteira.config import Settings, resolve_path
 from esteira.errors import ConfigError
-from esteira.parquet import read_parquet
+from esteira.parquet import read_parquet, read_parquet_between, read_parquet_rows
 from esteira.pyfile import import_file
 
 FEATURE_STORE_YAML = "feature_store.yaml"
@@ -73,6 +74,7 @@ ASOF_OFFLINE_STORE = "esteira.feast_store.AsofFileOfflineStore"
 _UTC_NS = "datetime64[ns, UTC]"
 _TS = "__feast_ts"
 _ORDER = "__feast_order"
+_POS = "__esteira_source_row"
 
 
 # ---- settings -> locations ---------------------------------------------------------------
@@ -327,10 +329,68 @@ class _Eager:
         return self._fn()
 
 
-def read_source(
-    source: FileSource, repo_path: Path | str | None, columns: list[str]
-) -> pd.DataFrame:
-    """A FileSource's Parquet file (local, relative to the repo, or s3://), some columns."""
+class _LeanRetrievalJob(DaskRetrievalJob):
+    """Feast's retrieval job, with its on-demand views given only the columns they read.
+
+    Feast's ``RetrievalJob.to_arrow`` hands the whole joined table to each on-demand view,
+    and a python-mode view turns it into Python lists (``to_pydict``): every feature of
+    every row as a Python object, many times the table's size. Here Feast's own
+    ``to_arrow`` runs on the columns the views read (their sources' features, request
+    values, keys and timestamp), and the columns it appends are appended to the whole
+    table, in the same order; ``to_df`` converts without a second copy.
+    """
+
+    def _odfv_inputs(self, table: Any) -> list[str]:
+        names = set(self.metadata.keys if self.metadata else []) | {
+            DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL
+        }
+        for odfv in self.on_demand_feature_views:
+            for projection in odfv.source_feature_view_projections.values():
+                for feature in projection.features:
+                    names |= {feature.name, f"{projection.name}__{feature.name}"}
+                    names.add(f"{projection.name_to_use()}__{feature.name}")
+            for request in odfv.source_request_sources.values():
+                names |= {field.name for field in request.schema}
+        return [c for c in table.column_names if c in names]
+
+    def to_arrow(self, validation_reference: Any = None, timeout: int | None = None) -> Any:
+        if not self.on_demand_feature_views or validation_reference is not None:
+            return super().to_arrow(validation_reference=validation_reference, timeout=timeout)
+        table = self._to_arrow_internal(timeout=timeout)
+        slim = table.select(self._odfv_inputs(table))
+        inner = _TableJob(
+            slim,
+            full_feature_names=self.full_feature_names,
+            repo_path=self.repo_path,
+            on_demand_feature_views=self.on_demand_feature_views,
+            metadata=self.metadata,
+        )
+        transformed = inner.to_arrow(timeout=timeout)
+        for name in transformed.column_names[len(slim.column_names) :]:
+            table = table.append_column(name, transformed[name])
+        return table
+
+    def to_df(self, validation_reference: Any = None, timeout: int | None = None) -> pd.DataFrame:
+        table = self.to_arrow(validation_reference=validation_reference, timeout=timeout)
+        frame = table.to_pandas()  # a RangeIndex already: Feast's reset_index would copy it all
+        return frame
+
+
+class _TableJob(DaskRetrievalJob):
+    """A retrieval job whose result is a table in hand (for Feast's on-demand step)."""
+
+    def __init__(self, table: Any, **kwargs: Any) -> None:
+        super().__init__(evaluation_function=lambda: None, **kwargs)
+        self._table = table
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> Any:
+        return self._table
+
+
+def _source_location(
+    source: FileSource, repo_path: Path | str | None
+) -> tuple[str, dict[str, Any] | None]:
+    """A FileSource's Parquet file (local, relative to the repo, or s3://) and its S3 options."""
     uri = FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.file_options.uri)
     options: dict[str, Any] | None = None
     if uri.startswith("s3://"):
@@ -343,7 +403,45 @@ def read_source(
             }
         if source.file_options.s3_endpoint_override:
             options["client_kwargs"] = {"endpoint_url": source.file_options.s3_endpoint_override}
+    return uri, options
+
+
+def read_source(
+    source: FileSource, repo_path: Path | str | None, columns: list[str]
+) -> pd.DataFrame:
+    """A FileSource's Parquet file (local, relative to the repo, or s3://), some columns."""
+    uri, options = _source_location(source, repo_path)
     return read_parquet(uri, columns=columns, storage_options=options)
+
+
+def read_source_rows(
+    source: FileSource, repo_path: Path | str | None, columns: list[str], rows: Any
+) -> pd.DataFrame:
+    """``read_source(...).iloc[rows]`` (index reset), one column at a time."""
+    uri, options = _source_location(source, repo_path)
+    return read_parquet_rows(uri, columns, rows, storage_options=options)
+
+
+def _window(
+    source: FileSource,
+    repo_path: Path | str | None,
+    columns: list[str],
+    timestamp_field: str,
+    created: str | None,
+    start: Any,
+    end: Any,
+) -> pd.DataFrame:
+    """The source's rows with ``start <= timestamp <= end`` (Dask's store: both ends
+    included), timestamps in UTC, ordered by timestamp (then created) as Dask's sorts them."""
+    uri, options = _source_location(source, repo_path)
+    stamps = [timestamp_field, *([created] if created else [])]
+    rows = read_parquet_between(
+        uri, list(dict.fromkeys([*columns, *stamps])), timestamp_field, start, end, options
+    )
+    for column in stamps:
+        rows[column] = _utc(rows[column])
+    rows.sort_values(stamps, kind="stable", inplace=True, ignore_index=True)
+    return rows
 
 
 def _utc(series: pd.Series) -> pd.Series:
@@ -359,7 +457,14 @@ def _join_view(
     repo_path: Path | str | None,
     full_feature_names: bool,
 ) -> pd.DataFrame:
-    """Point-in-time join of one view onto ``left`` (sorted by ``entity_ts``)."""
+    """Point-in-time join of one view onto ``left`` (sorted by ``entity_ts``).
+
+    The source's keys and timestamps are read whole; its feature columns only for the rows
+    some entity row matches (a source of hourly rolling windows is many times the size of
+    the training set). The join is then done on those rows as on the whole source: an
+    entity row's match, the latest source row at or before it within the TTL, is among them,
+    and no row between it and the entity row is, so every match is the same row.
+    """
     source = view.batch_source
     assert isinstance(source, FileSource)
     reverse = {v: k for k, v in (source.field_mapping or {}).items()}
@@ -367,48 +472,152 @@ def _join_view(
     source_keys = [c.name for c in view.entity_columns]
     ts_field = source.timestamp_field
     created = source.created_timestamp_column or None
-    wanted = [*source_keys, ts_field, *([created] if created else []), *features]
-    right = read_source(source, repo_path, [reverse.get(c, c) for c in wanted])
-    right = right.rename(columns=source.field_mapping or {})
-    right = right.rename(columns=dict(zip(source_keys, join_keys, strict=True)))
-    names = {
-        f: f"{view.projection.name_to_use()}__{f}" if full_feature_names else f for f in features
-    }
-    right = right.rename(columns={ts_field: _TS, **names})
-    right[_TS] = _utc(right[_TS])
-    order = [_TS, created] if created else [_TS]
-    right = right.sort_values(order, kind="stable")
-    right = right.drop(columns=[created] if created else [])
-    for key in join_keys:
-        if right[key].dtype != left[key].dtype:
-            right[key] = right[key].astype(left[key].dtype)
-
+    stamps = [*source_keys, ts_field, *([created] if created else [])]
+    wanted = [*stamps, *features]
     ttl = view.ttl if view.ttl and view.ttl > timedelta(0) else None
-    joined = pd.merge_asof(
-        left,
-        right,
-        left_on=entity_ts,
-        right_on=_TS,
-        by=join_keys,
-        direction="backward",
-        allow_exact_matches=True,
-        tolerance=ttl,
-    )
+
+    def prepare(right: pd.DataFrame) -> pd.DataFrame:
+        right = right.rename(columns=source.field_mapping or {})
+        right = right.rename(columns=dict(zip(source_keys, join_keys, strict=True)))
+        names = {
+            f: f"{view.projection.name_to_use()}__{f}" if full_feature_names else f
+            for f in features
+        }
+        right = right.rename(columns={ts_field: _TS, **names})
+        right[_TS] = _utc(right[_TS])
+        order = [_TS, created] if created else [_TS]
+        right = right.sort_values(order, kind="stable")
+        right = right.drop(columns=[created] if created else [])
+        for key in join_keys:
+            if right[key].dtype != left[key].dtype:
+                right[key] = right[key].astype(left[key].dtype)
+        return right
+
+    def asof(left_part: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+        return pd.merge_asof(
+            left_part,
+            right,
+            left_on=entity_ts,
+            right_on=_TS,
+            by=join_keys,
+            direction="backward",
+            allow_exact_matches=True,
+            tolerance=ttl,
+        )
+
+    # which source rows any entity row matches, from the keys and timestamps alone
+    index = read_source(source, repo_path, [reverse.get(c, c) for c in stamps])
+    index[_POS] = np.arange(len(index))
+    index = prepare(index)
+    matched = asof(left[[*join_keys, entity_ts]], index)[_POS]
+    rows = np.unique(matched.dropna().to_numpy(dtype=np.int64))
+    entities = pd.MultiIndex.from_frame(index[join_keys].drop_duplicates())
+    del index, matched
+    right = prepare(read_source_rows(source, repo_path, [reverse.get(c, c) for c in wanted], rows))
+
+    joined = asof(left, right)
+    del right
     # Feast's file store keeps unknown entities (nulls) but drops rows whose entity
     # has rows, none of them inside [ts - ttl, ts].
-    known = pd.MultiIndex.from_frame(joined[join_keys]).isin(
-        pd.MultiIndex.from_frame(right[join_keys].drop_duplicates())
-    )
-    joined = joined.loc[joined[_TS].notna() | ~known]
-    return joined.drop(columns=[_TS]).reset_index(drop=True)
+    known = pd.MultiIndex.from_frame(joined[join_keys]).isin(entities)
+    keep = joined[_TS].notna().to_numpy() | ~known
+    if not keep.all():
+        joined = joined.loc[keep]
+    # in place: no copy of the joined frame (its timestamp column is a block of its own)
+    joined.drop(columns=[_TS], inplace=True)
+    joined.reset_index(drop=True, inplace=True)
+    return joined
 
 
 class AsofFileOfflineStore(DaskOfflineStore):
     """Feast's file offline store with a linear-time point-in-time join.
 
-    Only ``get_historical_features`` with a pandas entity frame changes; the
-    rest (materialization pulls, writes, non-entity mode) is the Dask store.
+    ``get_historical_features`` with a pandas entity frame, and the materialization pulls
+    (``pull_all_from_table_or_query``, ``pull_latest_from_table_or_query``: the rows in the
+    window, read batch by batch, not the whole source at once as Dask's) change; the rest
+    (writes, non-entity mode) is the Dask store.
     """
+
+    @staticmethod
+    def pull_all_from_table_or_query(
+        config: RepoConfig,
+        data_source: Any,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None = None,
+        start_date: Any = None,
+        end_date: Any = None,
+    ) -> RetrievalJob:
+        if not join_key_columns or not isinstance(data_source, FileSource):
+            return DaskOfflineStore.pull_all_from_table_or_query(
+                config,
+                data_source,
+                join_key_columns,
+                feature_name_columns,
+                timestamp_field,
+                created_timestamp_column,
+                start_date,
+                end_date,
+            )
+
+        def evaluate() -> pd.DataFrame:
+            return _window(
+                data_source,
+                config.repo_path,
+                [*join_key_columns, *feature_name_columns],
+                timestamp_field,
+                created_timestamp_column,
+                start_date,
+                end_date,
+            )
+
+        return DaskRetrievalJob(
+            evaluation_function=lambda: _Eager(evaluate),
+            full_feature_names=False,
+            repo_path=str(config.repo_path),
+        )
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: Any,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: Any = None,
+        end_date: Any = None,
+    ) -> RetrievalJob:
+        if not join_key_columns or not isinstance(data_source, FileSource):
+            return DaskOfflineStore.pull_latest_from_table_or_query(
+                config,
+                data_source,
+                join_key_columns,
+                feature_name_columns,
+                timestamp_field,
+                created_timestamp_column,
+                start_date,
+                end_date,
+            )
+
+        def evaluate() -> pd.DataFrame:
+            rows = _window(
+                data_source,
+                config.repo_path,
+                [*join_key_columns, *feature_name_columns],
+                timestamp_field,
+                created_timestamp_column,
+                start_date,
+                end_date,
+            )
+            return rows.drop_duplicates(join_key_columns, keep="last", ignore_index=True)
+
+        return DaskRetrievalJob(
+            evaluation_function=lambda: _Eager(evaluate),
+            full_feature_names=False,
+            repo_path=str(config.repo_path),
+        )
 
     @staticmethod
     def get_historical_features(
@@ -447,10 +656,12 @@ class AsofFileOfflineStore(DaskOfflineStore):
                 frame = _join_view(
                     frame, view, features, entity_ts, config.repo_path, full_feature_names
                 )
-            return frame.drop(columns=[_ORDER]).reset_index(drop=True)
+            frame.drop(columns=[_ORDER], inplace=True)  # in place: no copy of the whole result
+            frame.reset_index(drop=True, inplace=True)
+            return frame
 
         stamps = _utc(entity_df[entity_ts])
-        return DaskRetrievalJob(
+        return _LeanRetrievalJob(
             evaluation_function=lambda: _Eager(evaluate),
             full_feature_names=full_feature_names,
             repo_path=str(config.repo_path),

@@ -4,10 +4,17 @@ All windows are time-based (``'24h'``, not 24 rows), so irregular or gappy data
 is aggregated correctly. Every table carries the entity key and
 ``event_timestamp``: the time at which the value became known, which is what
 Feast's point-in-time join uses.
+
+Every table and the labels are computed per entity, so the step computes them over blocks
+of whole entities (:func:`feature_blocks`, about ``BLOCK_ROWS`` raw rows each, in key order)
+and writes each block out before the next: the concatenated blocks are the very tables the
+whole frame gives, and the step's memory stays near the raw table's (read with only the
+columns the contract uses, strings as categories).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,7 +25,31 @@ from esteira.contract import Contract
 EVENT_TS = "event_timestamp"
 
 
+BLOCK_ROWS = 500_000  # raw rows per block of whole entities (compute-features)
+
+
+def _in_order(frame: pd.DataFrame, columns: list[str]) -> bool:
+    """True when ``frame`` is already sorted by ``columns`` (a stable sort would not move a row)."""
+    if len(frame) < 2:
+        return True
+    tied = np.ones(len(frame) - 1, dtype=bool)
+    for col in columns:
+        series = frame[col]
+        # a tz-aware column as datetime64 (UTC), not an object array of Timestamps
+        tz = isinstance(series.dtype, pd.DatetimeTZDtype)
+        values = series.to_numpy() if not tz else series.dt.tz_convert(None).to_numpy()
+        after, before = values[1:], values[:-1]
+        if (tied & (after < before)).any():
+            return False
+        tied &= after == before
+    return True
+
+
 def _sorted(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
+    if _in_order(raw, [*c.keys, c.timestamp]):  # generated and ingested data usually is
+        if raw.index.equals(pd.RangeIndex(len(raw))):
+            return raw  # no copy: every table function builds new frames from it
+        return raw.reset_index(drop=True)
     return raw.sort_values([*c.keys, c.timestamp], kind="stable").reset_index(drop=True)
 
 
@@ -42,7 +73,7 @@ def rolling_table(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
     spec = c.features.rolling
     assert spec is not None
     frame = _sorted(raw, c)
-    out = {**_key_columns(frame, c), EVENT_TS: _known_at(frame, c).to_numpy()}
+    out = {**_key_columns(frame, c), EVENT_TS: _known_at(frame, c).array}
     group = _group_key(frame, c)
     by = frame[group].to_numpy() if isinstance(group, str) else group.to_numpy()
     indexed = frame[spec.columns].set_index(frame[c.timestamp])
@@ -63,7 +94,7 @@ def lag_table(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
     spec = c.features.lags
     assert spec is not None
     frame = _sorted(raw, c)
-    out = pd.DataFrame({**_key_columns(frame, c), EVENT_TS: _known_at(frame, c).to_numpy()})
+    out = pd.DataFrame({**_key_columns(frame, c), EVENT_TS: _known_at(frame, c).array})
     base = frame[[*c.keys, c.timestamp, *spec.columns]]
     for k in spec.lags:
         shifted = base.copy()
@@ -112,7 +143,7 @@ def calendar_table(raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
     assert spec is not None
     frame = _sorted(raw, c)
     known = _known_at(frame, c)
-    out = pd.DataFrame({**_key_columns(frame, c), EVENT_TS: known.to_numpy()})
+    out = pd.DataFrame({**_key_columns(frame, c), EVENT_TS: known.array})
     moments = pd.Index(known.unique())  # a few hundred days for millions of rows
     where = moments.get_indexer(known)
     for name, values in calendar_values(pd.Series(moments), spec).items():
@@ -179,7 +210,12 @@ def _sample(frame: pd.DataFrame, c: Contract, every_hours: int) -> pd.Series:
     return ~frame[c.keys].assign(_b=bucket).duplicated()
 
 
-def label_frame(raw: pd.DataFrame, c: Contract, sample_every_hours: int) -> pd.DataFrame:
+def label_frame(
+    raw: pd.DataFrame,
+    c: Contract,
+    sample_every_hours: int,
+    data_end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
     """Entity rows (keys, event_timestamp, label, request-time values) for training.
 
     ``event`` labels are 1 when the event happens in (t, t + horizon]; rows whose horizon
@@ -188,7 +224,8 @@ def label_frame(raw: pd.DataFrame, c: Contract, sample_every_hours: int) -> pd.D
     t = its timestamp + available_after - horizon, the moment its value is ``horizon``
     ahead; its request-time values are that row's (planned ahead, e.g. price, promotion).
     One row per entity every ``sample_every_hours`` keeps the set small and the rows
-    less correlated.
+    less correlated. ``data_end``: the newest timestamp of the whole data when ``raw`` is a
+    block of it (default: ``raw``'s own).
     """
     if c.label.kind == "value":
         return _value_labels(raw, c, sample_every_hours)
@@ -209,7 +246,8 @@ def label_frame(raw: pd.DataFrame, c: Contract, sample_every_hours: int) -> pd.D
         allow_exact_matches=False,
     )
     horizon = pd.Timedelta(hours=c.label.horizon_hours)
-    known = joined[c.timestamp] <= ts.max() - horizon
+    end = ts.max() if data_end is None else data_end
+    known = joined[c.timestamp] <= end - horizon
     joined = joined.loc[known]
     label = (joined["_next_event"] - joined[c.timestamp]) <= horizon
     out = pd.DataFrame({k: joined[k].to_numpy() for k in c.keys})
@@ -247,3 +285,75 @@ def entity_frame(
 def _value_labels(raw: pd.DataFrame, c: Contract, sample_every_hours: int) -> pd.DataFrame:
     """Each raw row is the label of the entity row ``horizon`` before it (see label_frame)."""
     return entity_frame(raw, c, sample_every_hours, label=True)
+
+
+# ---- the step: blocks of whole entities ----------------------------------------------------
+def used_columns(c: Contract) -> list[str]:
+    """The raw columns features and labels read (what the step projects its read to)."""
+    f = c.features
+    named = [*c.keys, c.timestamp, c.label.source, *c.request.values()]
+    for cols in (
+        f.rolling.columns if f.rolling else [],
+        f.lags.columns if f.lags else [],
+        f.static.columns if f.static else [],
+        [*f.events.counts, *f.events.since] if f.events else [],
+    ):
+        named += cols
+    return list(dict.fromkeys(named))
+
+
+def entity_blocks(
+    frame: pd.DataFrame, c: Contract, rows: int = BLOCK_ROWS
+) -> list[tuple[int, int]]:
+    """``[start, end)`` row ranges of ``frame`` (sorted by key) of about ``rows`` rows each,
+    cut only where the entity changes."""
+    if frame.empty:
+        return [(0, 0)]  # one empty block: empty tables, no labels
+    change = np.zeros(len(frame), dtype=bool)
+    change[0] = True
+    for key in c.keys:
+        values = frame[key].to_numpy()
+        change[1:] |= values[1:] != values[:-1]
+    starts = np.flatnonzero(change)
+    blocks, begin = [], 0
+    while begin < len(frame):
+        later = starts[starts >= begin + rows]
+        end = int(later[0]) if len(later) else len(frame)
+        blocks.append((begin, end))
+        begin = end
+    return blocks
+
+
+def feature_blocks(
+    raw: pd.DataFrame,
+    c: Contract,
+    sample_every_hours: int,
+    *,
+    dtypes: dict[str, Any] | None = None,
+    rows: int = BLOCK_ROWS,
+) -> Iterator[tuple[dict[str, pd.DataFrame], pd.DataFrame]]:
+    """(:func:`compute_feature_tables`, :func:`label_frame`) of each block of whole entities,
+    in key order. Concatenated, the tables are the whole frame's; the labels too once sorted
+    by (event_timestamp, keys) (:func:`concat_labels`). ``dtypes``: what narrowed columns
+    (strings read as categories) are widened back to, block by block."""
+    frame = _sorted(raw, c)
+    end = frame[c.timestamp].max()
+    wide = {
+        col: dtype
+        for col, dtype in (dtypes or {}).items()
+        if col in frame.columns and frame[col].dtype != dtype
+    }
+    for begin, stop in entity_blocks(frame, c, rows):
+        block = frame.iloc[begin:stop]
+        if wide:
+            block = block.assign(**{col: block[col].astype(dtype) for col, dtype in wide.items()})
+        yield (
+            compute_feature_tables(block, c),
+            label_frame(block, c, sample_every_hours, data_end=end),
+        )
+
+
+def concat_labels(parts: list[pd.DataFrame], c: Contract) -> pd.DataFrame:
+    """The blocks' label frames as :func:`label_frame` of the whole data orders them."""
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.sort_values([EVENT_TS, *c.keys], kind="stable").reset_index(drop=True)

@@ -59,3 +59,110 @@ def read_parquet(
     from pyarrow import fs
 
     return pd.read_parquet(os.path.abspath(path), columns=cols, filesystem=fs.LocalFileSystem())
+
+
+# ---- lean reads: a few rows or narrow dtypes, never the whole table at full width ---------
+def _native(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    storage_options: dict[str, Any] | None = None,
+) -> Any:
+    """An Arrow-native file: a local path through Arrow's file system, or an Arrow-owned copy
+    of bytes (given, or an s3:// object fetched first)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return _arrow_owned(source)
+    path = os.fspath(source)
+    if "://" in path:
+        import fsspec
+
+        with fsspec.open(path, "rb", **(storage_options or {})) as fh:
+            return _arrow_owned(fh.read())
+    from pyarrow import fs
+
+    return fs.LocalFileSystem().open_input_file(os.path.abspath(path))
+
+
+def read_parquet_rows(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    columns: Sequence[str],
+    rows: Any,
+    storage_options: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """``read_parquet(source, columns).iloc[rows].reset_index(drop=True)``, the same frame, read
+    one column at a time so that only ``rows`` of each column are ever held whole."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(_native(source, storage_options))
+    schema = parquet.schema_arrow
+    take = pa.array(np.asarray(rows, dtype=np.int64))
+    arrays = [parquet.read(columns=[c]).column(0).take(take) for c in columns]
+    fields = [schema.field(c) for c in columns]
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=schema.metadata))
+    return table.to_pandas()
+
+
+def read_parquet_narrow(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    columns: Sequence[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``read_parquet`` with every string column as a pandas Categorical (a code per row, not
+    a Python string per row), and the dtypes ``read_parquet`` would have given, by column:
+    ``frame[col].astype(dtypes[col])`` is then exactly ``read_parquet``'s column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    native = _native(source, storage_options)
+    schema = pq.ParquetFile(native).schema_arrow
+    names = list(columns) if columns is not None else list(schema.names)
+    strings = [
+        c
+        for c in names
+        if pa.types.is_string(schema.field(c).type)
+        or pa.types.is_large_string(schema.field(c).type)
+    ]
+    wide = schema.empty_table().select(names).to_pandas().dtypes.to_dict()
+    parquet = pq.ParquetFile(native, read_dictionary=strings or None)
+    frame = parquet.read(columns=names, use_pandas_metadata=True).to_pandas()
+    return frame, wide
+
+
+def read_parquet_between(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    columns: Sequence[str],
+    column: str,
+    low: Any = None,
+    high: Any = None,
+    storage_options: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """``read_parquet(source, columns)`` rows whose timestamp ``column`` is within
+    ``[low, high]`` (either may be None: unbounded), in file order, scanned batch by batch:
+    only the rows kept are ever held whole. A tz-naive column counts as UTC."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(_native(source, storage_options))
+    schema = parquet.schema_arrow
+    kind = schema.field(column).type
+    names = list(dict.fromkeys([*columns, column]))
+
+    def bound(moment: Any) -> Any:
+        stamp = pd.Timestamp(moment)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return pa.scalar(stamp if kind.tz else stamp.tz_localize(None), type=kind)
+
+    parts = []
+    for batch in parquet.iter_batches(batch_size=256 * 1024, columns=names):
+        keep = None
+        for moment, compare in ((low, pc.greater_equal), (high, pc.less_equal)):
+            if moment is not None:
+                test = compare(batch.column(column), bound(moment))
+                keep = test if keep is None else pc.and_(keep, test)
+        parts.append(batch if keep is None else batch.filter(keep))
+    fields = [schema.field(c) for c in columns]
+    table = pa.Table.from_batches(
+        [p.select(list(columns)) for p in parts], schema=pa.schema(fields)
+    ).replace_schema_metadata(schema.metadata)
+    return table.to_pandas()

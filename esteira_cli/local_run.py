@@ -14,7 +14,9 @@ Two runners (``esteira run --runner``):
 
 With either runner a task that exits 0 without writing its declared outputs fails the run
 (kfp.local would count it a success). Per-task wall time comes from kfp.local's own log
-records; the summary is read from the tasks' executor outputs.
+records, per-task peak resident memory (subprocess runner) from the resource usage of the
+task's processes (:func:`esteira.docker_tasks.run_measured`); the summary is read from the
+tasks' executor outputs.
 """
 
 from __future__ import annotations
@@ -122,12 +124,26 @@ def _latest_run_dir(root: Path, before: set[Path]) -> Path | None:
     return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
 
 
+def step_table(
+    seconds: dict[str, float], peak_rss_kb: dict[str, int]
+) -> dict[str, dict[str, float | None]]:
+    """task -> {"seconds", "peak_rss_mb"}: peak resident memory of the task's process tree in
+    MiB, None where no process of this run measured it (served from cache, docker runner)."""
+    return {
+        name: {
+            "seconds": secs,
+            "peak_rss_mb": round(peak_rss_kb[name] / 1024, 1) if name in peak_rss_kb else None,
+        }
+        for name, secs in seconds.items()
+    }
+
+
 @dataclass
 class LocalRun:
     pipeline: str
     status: str
     seconds: float
-    steps: dict[str, float]
+    steps: dict[str, dict[str, float | None]]  # task -> {"seconds", "peak_rss_mb"}
     outputs: dict[str, dict[str, Any]]
     run_dir: str | None
     error: str | None = None
@@ -266,7 +282,7 @@ def run_pipeline(
         pipeline=name,
         status=status,
         seconds=round(time.monotonic() - started, 3),
-        steps=clock.seconds,
+        steps=step_table(clock.seconds, ledger.peak_rss_kb),
         outputs=outputs,
         run_dir=str(run_dir) if run_dir else None,
         error=error,

@@ -59,6 +59,12 @@ def test_a_passing_model_is_registered_promoted_and_loadable(passing):
         "deploy",
     }
     assert 0.6 <= summary["metrics"]["roc_auc"] <= 1.0
+    # every step: its wall seconds and its processes' peak resident memory (MiB), measured
+    # per task, not the driver's own (a small step stays far below compute-features)
+    steps = summary["steps"]
+    assert all(set(s) == {"seconds", "peak_rss_mb"} for s in steps.values()), steps
+    assert all(30 < s["peak_rss_mb"] < 4096 for s in steps.values()), steps
+    assert steps["resolve-settings"]["peak_rss_mb"] < steps["compute-features"]["peak_rss_mb"]
     model_dir = Path(summary["model_uri"])
     assert [p.name for p in model_dir.glob("*.joblib")] == ["model.joblib"]
     model = joblib.load(model_dir / "model.joblib")

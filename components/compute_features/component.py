@@ -14,17 +14,14 @@ def compute_features(config: str, dataset: Input[Dataset], entities: Output[Data
     """Write the Feast sources' tables; output the labelled entity rows for training."""
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
-    from esteira.feast_repo import publish_sources
-    from esteira.features import compute_feature_tables, label_frame
+    from esteira.feast_repo import compute_and_publish
     from esteira.kfp_support import guarded
-    from esteira.parquet import read_parquet
 
     with guarded("compute-features"):
         settings = settings_from_json(config)
         contract = load_contract(settings.features.repo_path)
-        raw = read_parquet(dataset.path)
-        published = publish_sources(compute_feature_tables(raw, contract), settings)
-        rows = label_frame(raw, contract, settings.features.sample_every_hours)
+        # block by block of whole entities: memory near the raw table's (esteira/features.py)
+        published, rows = compute_and_publish(dataset.path, contract, settings)
         rows.to_parquet(entities.path, index=False)
         entities.metadata.update(
             {"rows": len(rows), "positive_rate": float(rows[contract.label.name].mean())}
