@@ -14,8 +14,8 @@ def compute_features(config: str, dataset: Input[Dataset], entities: Output[Data
     """Write the Feast sources' tables; output the labelled entity rows for training."""
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
-    from esteira.feast_repo import publish_sources
-    from esteira.features import compute_feature_tables, label_frame
+    from esteira.feature_engine import publish_feature_tables
+    from esteira.features import label_frame
     from esteira.kfp_support import guarded
     from esteira.parquet import read_parquet
 
@@ -23,7 +23,7 @@ def compute_features(config: str, dataset: Input[Dataset], entities: Output[Data
         settings = settings_from_json(config)
         contract = load_contract(settings.features.repo_path)
         raw = read_parquet(dataset.path)
-        published = publish_sources(compute_feature_tables(raw, contract), settings)
+        published = publish_feature_tables(raw, contract, settings)
         rows = label_frame(raw, contract, settings.features.sample_every_hours)
         rows.to_parquet(entities.path, index=False)
         entities.metadata.update(
