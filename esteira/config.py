@@ -80,7 +80,11 @@ class SparkSettings(_Section):
     resources. S3 credentials come from the ``esteira-s3`` Secret, never from here.
     """
 
-    master: str = Field("local[2]", description="local mode: local[N]; a cluster: k8s://...")
+    master: str = Field(
+        "local[2]",
+        description="local[N]: Spark inside the task; cluster: inside a SparkApplication "
+        "(the Spark Operator sets the master)",
+    )
     driver_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]$")
     driver_cores: int = Field(1, ge=1, le=64)
     executor_memory: str = Field("2g", pattern=r"^[0-9]+[kmgt]$")

@@ -49,7 +49,6 @@ _MICROS_PER_HOUR = 3_600_000_000
 def spark_conf(spark: SparkSettings) -> dict[str, str]:
     """The Spark configuration of every esteira session (ours and Feast's offline store's)."""
     conf = {
-        "spark.master": spark.master,
         "spark.app.name": "esteira-features",
         "spark.driver.memory": spark.driver_memory,
         "spark.ui.enabled": "false",
@@ -63,8 +62,12 @@ def spark_conf(spark: SparkSettings) -> dict[str, str]:
     }
     if spark.master.startswith("local"):
         # one machine: never listen beyond it, never pick up a cluster's hostname
-        conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
-    else:
+        conf |= {
+            "spark.master": spark.master,
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+        }
+    else:  # inside a SparkApplication: spark-submit (the operator) sets the master
         conf |= {
             "spark.executor.memory": spark.executor_memory,
             "spark.executor.cores": str(spark.executor_cores),
@@ -247,7 +250,7 @@ def _write_one_file(frame: SparkFrame, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.spark."))
     try:
-        frame.coalesce(1).write.mode("overwrite").parquet(str(work / "out"))
+        frame.write.mode("overwrite").parquet(str(work / "out"))
         (part,) = sorted((work / "out").glob("part-*.parquet"))
         os.chmod(part, 0o644)
         os.replace(part, target)
@@ -268,7 +271,9 @@ def publish_tables(
 
     uris: dict[str, str] = {}
     for table, frame in tables.items():
-        ordered = frame.orderBy(*c.keys, EVENT_TS)
+        # one file in the pandas engine's order; no global sort (its sampling pass would
+        # compute every window twice): the windows run in parallel, one partition is sorted
+        ordered = frame.repartition(1).sortWithinPartitions(*c.keys, EVENT_TS)
         uri = source_uri(settings, table)
         if uri.startswith("s3://"):
             with tempfile.TemporaryDirectory(prefix="esteira-spark-") as tmp:
