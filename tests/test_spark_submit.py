@@ -180,3 +180,31 @@ def test_features_step_on_a_real_cluster() -> None:
 
 def test_template_file_is_in_the_repository() -> None:
     assert Path(ss.TEMPLATE).is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "has_spark"),
+    [
+        (["--no-dev"], False),  # docker/Dockerfile: the component image
+        (["--no-dev", "--only-group", "serving"], False),  # docker/serving.Dockerfile
+        (["--no-dev", "--group", "spark"], True),  # docker/spark.Dockerfile
+    ],
+    ids=["component", "serving", "spark"],
+)
+def test_only_the_spark_image_installs_pyspark(args: list[str], has_spark: bool) -> None:
+    import subprocess
+
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv not on PATH")
+    out = subprocess.run(
+        [uv, "export", "--frozen", "--no-hashes", "-q", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    pinned = {line.split("==")[0] for line in out.splitlines() if "==" in line}
+    assert ("pyspark" in pinned) is has_spark
+    assert ("py4j" in pinned) is has_spark
