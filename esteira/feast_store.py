@@ -150,7 +150,8 @@ def _redis_connection(connection: str) -> str:
 
 
 def spark_offline_store(settings: Settings) -> dict[str, Any]:
-    """Feast's Spark offline store, with esteira's Spark configuration (one session for both)."""
+    """Feast's Spark offline store with esteira's as-of join (esteira/spark_offline_store.py),
+    with esteira's Spark configuration (one session for the tables and the training set)."""
     from esteira.spark_features import spark_conf
 
     conf = spark_conf(settings.features.spark)
@@ -163,7 +164,7 @@ def spark_offline_store(settings: Settings) -> dict[str, Any]:
                 "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
             ),
         }
-    return {"type": "spark", "spark_conf": conf}
+    return {"type": "esteira.spark_offline_store.AsofSparkOfflineStore", "spark_conf": conf}
 
 
 def repo_config(settings: Settings, *, offline: bool = False) -> RepoConfig:
