@@ -206,7 +206,8 @@ def as_spark(raw: pd.DataFrame | SparkFrame, session: SparkSession) -> SparkFram
 
     if isinstance(raw, SparkFrame):
         return raw
-    return session.createDataFrame(raw)
+    # converted once, read by every table (else each table's plan converts it again)
+    return session.createDataFrame(raw).cache()
 
 
 def compute_feature_tables(

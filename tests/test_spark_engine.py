@@ -26,7 +26,7 @@ from testkit.pipeline import generate_fleet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO = ROOT / "feature_repo" / "predictive_maintenance"
-SPARK = {"master": "local[1]", "driver_memory": "1g", "shuffle_partitions": 2}
+SPARK = {"master": "local[1]", "driver_memory": "1g", "shuffle_partitions": 1}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def session():
 
 @pytest.fixture(scope="module")
 def raw() -> pd.DataFrame:
-    frame = generate_fleet(machines=4, days=8, seed=11)
+    frame = generate_fleet(machines=3, days=6, seed=11)
     frame.loc[5, "volt"] = np.nan  # a missing reading: both engines skip it in windows
     return frame
 
