@@ -103,6 +103,18 @@ def _join_view(
     return joined.select(*left.columns, *values)
 
 
+class _UtcRetrievalJob(SparkRetrievalJob):
+    """Feast's Spark retrieval job; timestamps come back UTC-aware, as the pandas engine's do
+    (Spark hands them to pandas naive, in the session's time zone, which esteira sets to UTC)."""
+
+    def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
+        frame = super()._to_df_internal(timeout)
+        for name in frame.columns:
+            if pd.api.types.is_datetime64_dtype(frame[name]):  # naive only
+                frame[name] = frame[name].dt.tz_localize("UTC")
+        return frame
+
+
 class AsofSparkOfflineStore(SparkOfflineStore):
     """Feast's Spark offline store; ``get_historical_features`` with a pandas entity frame
     is a sorted as-of join per entity instead of a range join."""
@@ -143,7 +155,7 @@ class AsofSparkOfflineStore(SparkOfflineStore):
         name = get_temp_entity_table_name()
         result.createOrReplaceTempView(name)
         stamps = frame[entity_ts]
-        return SparkRetrievalJob(
+        return _UtcRetrievalJob(
             spark_session=session,
             query=f"SELECT * FROM {name}",
             full_feature_names=full_feature_names,
