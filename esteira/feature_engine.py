@@ -34,10 +34,12 @@ def publish_feature_tables(raw: pd.DataFrame, c: Contract, settings: Settings) -
     """
     if settings.features.engine == "spark":
         from esteira import spark_features
+        from esteira.feast_store import source_uri
 
         session = spark_features.spark_session(settings.features.spark)
         tables = spark_features.compute_feature_tables(raw, c, session)
-        return spark_features.publish_tables(tables, settings, c)
+        uris = {table: source_uri(settings, table) for table in tables}
+        return spark_features.publish_tables(tables, uris, settings, c)
     from esteira.feast_repo import publish_sources
     from esteira.features import compute_feature_tables
 

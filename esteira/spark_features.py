@@ -275,22 +275,20 @@ def _write_one_file(frame: SparkFrame, target: Path) -> None:
 
 
 def publish_tables(
-    tables: dict[str, SparkFrame], settings: Settings, c: Contract
+    tables: dict[str, SparkFrame], uris: dict[str, str], settings: Settings, c: Contract
 ) -> dict[str, str]:
-    """Write each table where its Feast source reads it (one Parquet file); table -> uri.
+    """Write each table at ``uris[table]``, where its Feast source reads it (one Parquet file).
 
     Spark writes the file itself (no collect on the driver); for an ``s3://`` offline store
     the file is written locally, then put in one request through esteira's storage.
     """
-    from esteira.feast_store import source_uri
     from esteira.storage import open_storage
 
-    uris: dict[str, str] = {}
     for table, frame in tables.items():
         # one file in the pandas engine's order; no global sort (its sampling pass would
         # compute every window twice): the windows run in parallel, one partition is sorted
         ordered = frame.repartition(1).sortWithinPartitions(*c.keys, EVENT_TS)
-        uri = source_uri(settings, table)
+        uri = uris[table]
         if uri.startswith("s3://"):
             with tempfile.TemporaryDirectory(prefix="esteira-spark-") as tmp:
                 local = Path(tmp) / f"{table}.parquet"
@@ -299,5 +297,4 @@ def publish_tables(
                 storage.put_bytes(f"features/{table}.parquet", local.read_bytes())
         else:
             _write_one_file(ordered, Path(uri))
-        uris[table] = uri
-    return uris
+    return {table: uris[table] for table in tables}
