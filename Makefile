@@ -15,7 +15,7 @@ RUNTIME ?= process
 # venv's libraries once at install, so none of them recompiles kfp, Feast or KServe at start.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: help setup deps run test lint compile images manifests serve predict bench monitor fuzz load soak feast-serve clean materialize images-down docs
+.PHONY: help setup deps run test lint compile images images-spark manifests serve predict bench monitor fuzz load soak feast-serve clean materialize images-down docs
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ docs: setup ## regenerate components/<name>/README.md from the components
 
 images: setup ## build the component and serving images offline (starts a private Docker engine)
 	@./docker/build.sh $(CONFIG)
+
+images-spark: setup ## the component and serving images plus the Spark image (Java + pyspark)
+	@ESTEIRA_SPARK_IMAGE=1 ./docker/build.sh $(CONFIG)
 
 images-down: ## stop the private Docker engine `make images` started
 	@./docker/engine.sh down

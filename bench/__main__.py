@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("compile", "online", "serving", "batch", "containers", "search", "scale")
+BENCHES = ("compile", "online", "serving", "batch", "containers", "search", "scale", "spark")
 OUT = Path("dist/bench")
 
 
@@ -71,6 +71,7 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
             + containers_table(results)
             + search_table(results)
             + scale_table(results)
+            + importlib.import_module("bench.spark").table(results)
         )
         + "\n"
     )
@@ -124,7 +125,7 @@ def main() -> int:
         "load": round(os.getloadavg()[0], 2),
     }
     chosen = [n for n in sys.argv[1:] if n in BENCHES] or list(BENCHES)  # `python -m bench search`
-    if set(chosen) - {"compile", "search", "scale"}:
+    if set(chosen) - {"compile", "search", "scale", "spark"}:
         ensure_production_model()
     results: dict[str, Any] = {}
     for name in chosen:

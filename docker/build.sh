@@ -3,6 +3,7 @@
 #   ./docker/build.sh [CONFIG.yaml]      (ESTEIRA_IMAGE__* environment variables also apply)
 # component: <registry>/<name>:<tag>          docker/Dockerfile
 # serving:   <registry>/<name>-serving:<tag>  docker/serving.Dockerfile
+# spark:     <registry>/<name>-spark:<tag>    docker/spark.Dockerfile (ESTEIRA_SPARK_IMAGE=1 only)
 # base:      image.base: pulled, or built from Debian packages when no registry answers
 #
 # Works with no registry reachable: docker/engine.sh finds or starts an engine (installing
@@ -37,10 +38,10 @@ refs=$(
 import sys
 from esteira.config import load_settings
 image = load_settings(sys.argv[1] or None).image
-print(image.reference, image.serving_reference, image.base)
+print(image.reference, image.serving_reference, image.base, image.spark_reference)
 PYEOF
 )
-read -r COMPONENT SERVING BASE <<<"$refs"
+read -r COMPONENT SERVING BASE SPARK <<<"$refs"
 
 docker/base.sh "$BASE"
 
@@ -55,7 +56,10 @@ cp "$CA" docker/.build/host-ca.crt
 OUT=${ESTEIRA_IMAGES_OUT:-dist/images}
 mkdir -p "$OUT"
 started=$(date +%s)
-for pair in "docker/Dockerfile=$COMPONENT" "docker/serving.Dockerfile=$SERVING"; do
+PAIRS=("docker/Dockerfile=$COMPONENT" "docker/serving.Dockerfile=$SERVING")
+# the Spark image (features.engine: spark on a cluster) only when asked: it is large (Java)
+[[ ${ESTEIRA_SPARK_IMAGE:-0} == 1 ]] && PAIRS+=("docker/spark.Dockerfile=$SPARK")
+for pair in "${PAIRS[@]}"; do
   file=${pair%%=*} ref=${pair#*=}
   echo "== building $ref ($file, FROM $BASE)"
   t0=$(date +%s)
@@ -70,11 +74,13 @@ for pair in "docker/Dockerfile=$COMPONENT" "docker/serving.Dockerfile=$SERVING";
 done
 seconds=$(( $(date +%s) - started ))
 
-"$PY" - "$COMPONENT" "$SERVING" "$BASE" "$seconds" "$OUT" <<'PYEOF'
+"$PY" - "$COMPONENT" "$SERVING" "$BASE" "$seconds" "$OUT" "${ESTEIRA_SPARK_IMAGE:-0}" "$SPARK" <<'PYEOF'
 import json, subprocess, sys
-component, serving, base, seconds, out = sys.argv[1:]
+component, serving, base, seconds, out, with_spark, spark = sys.argv[1:]
 rows = []
-for role, ref in (("component", component), ("serving", serving), ("base", base)):
+roles = [("component", component), ("serving", serving), ("base", base)]
+roles += [("spark", spark)] if with_spark == "1" else []
+for role, ref in roles:
     fields = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}} {{.Size}}", ref],
                          check=True, capture_output=True, text=True).stdout.split()
     rows.append({"role": role, "reference": ref, "id": fields[0], "size_mb": round(int(fields[1]) / 1e6)})

@@ -72,7 +72,34 @@ class ValidationSettings(_Section):
     future_tolerance_hours: float = Field(1.0, ge=0)
 
 
+class SparkSettings(_Section):
+    """The Spark feature engine (``features.engine: spark``, esteira/spark_features.py).
+
+    Locally Spark runs in local mode inside the task (``master``, bounded ``driver_memory``);
+    on a cluster the heavy steps are SparkApplications of the Kubeflow Spark Operator
+    (esteira/spark_submit.py) in the Spark image (``image.spark_reference``), with these
+    resources. S3 credentials come from the ``esteira-s3`` Secret, never from here.
+    """
+
+    master: str = Field(
+        "local[2]",
+        description="local[N]: Spark inside the task; cluster: inside a SparkApplication "
+        "(the Spark Operator sets the master)",
+    )
+    driver_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]$")
+    driver_cores: int = Field(1, ge=1, le=64)
+    executor_memory: str = Field("2g", pattern=r"^[0-9]+[kmgt]$")
+    executor_cores: int = Field(1, ge=1, le=64)
+    executor_instances: int = Field(2, ge=1, le=1000)
+    shuffle_partitions: int = Field(4, ge=1, le=100_000)
+    service_account: str = Field("esteira-spark", description="the SparkApplication's driver SA")
+
+
 class FeatureSettings(_Section):
+    engine: Literal["pandas", "spark"] = Field(
+        "pandas", description="what computes the feature tables and the training set"
+    )
+    spark: SparkSettings = Field(default_factory=SparkSettings)
     repo_path: str = "feature_repo"
     feature_service: str = "machine_failure"
     online_store: Literal["sqlite", "redis"] = "sqlite"
@@ -219,6 +246,11 @@ class ImageSettings(_Section):
     def serving_reference(self) -> str:
         """The predictor/transformer image (`python -m serving`)."""
         return f"{self.registry.rstrip('/')}/{self.name}-serving:{self.tag}"
+
+    @property
+    def spark_reference(self) -> str:
+        """The Spark image (docker/spark.Dockerfile): Java, pyspark and esteira."""
+        return f"{self.registry.rstrip('/')}/{self.name}-spark:{self.tag}"
 
 
 class KServeSettings(_Section):

@@ -5,7 +5,8 @@ A use case's ``definitions.py`` calls :func:`build` with its contract; every nam
 
 * one Feast ``Entity`` per key column (a composite key is several), INT64 or STRING;
 * one ``FeatureView`` per feature kind in the contract (``rolling``, ``lags``,
-  ``calendar``, ``static``, ``events``), on ``<sources root>/<table>.parquet``;
+  ``calendar``, ``static``, ``events``), on ``<sources root>/<table>.parquet``, its source
+  from :func:`data_source` (``FileSource`` or ``SparkSource``, by ``features.engine``);
 * one ``OnDemandFeatureView`` for the ``on_demand`` features (request values, alone or
   against a stored feature), whose UDF source is generated with the names written in;
 * one ``FeatureService`` with all of them.
@@ -14,6 +15,7 @@ A use case's ``definitions.py`` calls :func:`build` with its contract; every nam
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from esteira.contract import Contract
@@ -74,12 +76,52 @@ def on_demand_source(c: Contract) -> str:
     return "\n".join([*lines, "    }", ""])
 
 
+def data_source(
+    engine: str,
+    table: str,
+    *,
+    sources_root: str,
+    s3_endpoint_override: str | None = None,
+    repo: Path | None = None,
+) -> Any:
+    """The Feast source of one table for the feature engine: the factory both engines share.
+
+    Same name, same file, same timestamp field; only the class differs. ``pandas``: a
+    ``FileSource`` (esteira's as-of offline store reads it; a relative root resolves against
+    the repository). ``spark``: a ``SparkSource``, the only file source Feast's Spark offline
+    store accepts; Spark resolves paths against its own working directory, so a relative
+    root is made absolute under ``repo``, and ``s3://`` becomes Hadoop's ``s3a://``.
+    """
+    path = f"{sources_root.rstrip('/')}/{table}.parquet"
+    name = f"{table}_source"
+    if engine == "pandas":
+        from feast import FileSource
+
+        return FileSource(
+            name=name,
+            path=path,
+            timestamp_field=EVENT_TIMESTAMP,
+            s3_endpoint_override=s3_endpoint_override or None,
+        )
+    if engine != "spark":
+        raise ValueError(f"features.engine must be pandas or spark, got {engine!r}")
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    if path.startswith("s3://"):
+        path = "s3a://" + path.removeprefix("s3://")
+    elif not Path(path).is_absolute():
+        path = str((repo or Path.cwd()) / path)
+    return SparkSource(name=name, path=path, file_format="parquet", timestamp_field=EVENT_TIMESTAMP)
+
+
 def build(
     c: Contract,
     *,
     sources_root: str,
     s3_endpoint_override: str | None = None,
     service_name: str,
+    engine: str = "pandas",
+    repo: Path | None = None,
 ) -> dict[str, Any]:
     """Every Feast object of the contract, by role (as ``definitions.build`` returns them)."""
     from feast import (
@@ -87,7 +129,6 @@ def build(
         FeatureService,
         FeatureView,
         Field,
-        FileSource,
         RequestSource,
         ValueType,
     )
@@ -113,11 +154,12 @@ def build(
             entities=entities,
             ttl=ttl,
             schema=fields,
-            source=FileSource(
-                name=f"{spec.table}_source",
-                path=f"{sources_root.rstrip('/')}/{spec.table}.parquet",
-                timestamp_field=EVENT_TIMESTAMP,
-                s3_endpoint_override=s3_endpoint_override or None,
+            source=data_source(
+                engine,
+                spec.table,
+                sources_root=sources_root,
+                s3_endpoint_override=s3_endpoint_override,
+                repo=repo,
             ),
             online=True,
         )

@@ -303,7 +303,7 @@ def build_training_set(entity_df: pd.DataFrame, settings: Settings) -> TrainingS
     rows is a ``DataError`` naming the views responsible.
     """
     started = time.perf_counter()
-    store = feature_store(settings)
+    store = feature_store(settings, offline=True)
     name = settings.features.feature_service
     keys = [e.join_key for e in store.list_entities()]
     _check_entity_frame(entity_df, keys)
@@ -352,7 +352,7 @@ def sources_end(settings: Settings) -> datetime:
     """The newest event timestamp over every published source."""
     from esteira.feast_store import read_source
 
-    store = feature_store(settings)
+    store = feature_store(settings, offline=True)
     newest: list[pd.Timestamp] = []
     for view in store.list_feature_views():
         stamps = read_source(
@@ -391,7 +391,7 @@ def materialize(
     written last, once every view is loaded.
     """
     started = time.perf_counter()
-    store = feature_store(settings)
+    store = feature_store(settings, offline=True)
     end = _aware(end or (sources_end(settings) + timedelta(seconds=1)))
     emptied = read_sentinel(store) is None
     full = full or emptied

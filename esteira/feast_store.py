@@ -151,8 +151,32 @@ def _redis_connection(connection: str) -> str:
     return ",".join([connection, *(e for e in extra if e.split("=")[0] not in present)])
 
 
-def repo_config(settings: Settings) -> RepoConfig:
-    """The Feast config for these settings (the repo's YAML plus the configured variants)."""
+def spark_offline_store(settings: Settings) -> dict[str, Any]:
+    """Feast's Spark offline store with esteira's as-of join (esteira/spark_offline_store.py),
+    with esteira's Spark configuration (one session for the tables and the training set)."""
+    from esteira.spark_features import spark_conf
+
+    conf = spark_conf(settings.features.spark)
+    endpoint = s3_endpoint_override(settings)
+    if endpoint:  # s3a:// sources on MinIO; credentials from the environment (the Secret)
+        conf |= {
+            "spark.hadoop.fs.s3a.endpoint": endpoint,
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+            "spark.hadoop.fs.s3a.aws.credentials.provider": (
+                "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
+            ),
+        }
+    return {"type": "esteira.spark_offline_store.AsofSparkOfflineStore", "spark_conf": conf}
+
+
+def repo_config(settings: Settings, *, offline: bool = False) -> RepoConfig:
+    """The Feast config for these settings (the repo's YAML plus the configured variants).
+
+    ``offline``: the store will read the offline store (training sets, materialization).
+    With ``features.engine: spark`` that is Feast's Spark offline store, which imports
+    pyspark; without ``offline`` (serving's online lookups) it stays the as-of store, so
+    the serving image needs no Spark even when the registry holds SparkSources.
+    """
     repo = repo_dir(settings)
     config = _base_config(repo)
     if settings.features.online_store == "redis":
@@ -161,6 +185,8 @@ def repo_config(settings: Settings) -> RepoConfig:
             "connection_string": _redis_connection(settings.features.redis_connection),
         }
     config["offline_store"] = {"type": ASOF_OFFLINE_STORE}
+    if offline and settings.features.engine == "spark":
+        config["offline_store"] = spark_offline_store(settings)
     config.setdefault("entity_key_serialization_version", 3)
     return RepoConfig(repo_path=repo, **config)
 
@@ -169,9 +195,10 @@ _STORES: dict[str, FeatureStore] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def _store_key(settings: Settings) -> str:
+def _store_key(settings: Settings, offline: bool = False) -> str:
     return "|".join(
         [
+            str(offline and settings.features.engine == "spark"),
             str(resolve_path(settings.features.repo_path)),
             settings.features.model_dump_json(),
             settings.storage.model_dump_json(),
@@ -179,12 +206,17 @@ def _store_key(settings: Settings) -> str:
     )
 
 
-def feature_store(settings: Settings, *, fresh: bool = False) -> FeatureStore:
-    """A FeatureStore for these settings, cached so repeated calls are free."""
-    key = _store_key(settings)
+def feature_store(
+    settings: Settings, *, fresh: bool = False, offline: bool = False
+) -> FeatureStore:
+    """A FeatureStore for these settings, cached so repeated calls are free.
+
+    ``offline``: the caller reads the offline store (see :func:`repo_config`).
+    """
+    key = _store_key(settings, offline)
     with _STORES_LOCK:
         if fresh or key not in _STORES:
-            config = repo_config(settings)
+            config = repo_config(settings, offline=offline)
             # repo_path too: Feast resolves the registry against it, not against the config
             store = FeatureStore(repo_path=str(config.repo_path), config=config)
             if settings.features.online_store == "redis":
@@ -305,10 +337,12 @@ def load_definitions(settings: Settings) -> dict[str, Any]:
     on_demand_feature_views, feature_service.
     """
     module = _definitions_module(repo_dir(settings))
+    extra = {"engine": settings.features.engine} if settings.features.engine != "pandas" else {}
     return module.build(
         sources_root=sources_root(settings),
         s3_endpoint_override=s3_endpoint_override(settings),
         service_name=settings.features.feature_service,
+        **extra,
     )
 
 
@@ -390,7 +424,16 @@ class _TableJob(DaskRetrievalJob):
 def _source_location(
     source: FileSource, repo_path: Path | str | None
 ) -> tuple[str, dict[str, Any] | None]:
-    """A FileSource's Parquet file (local, relative to the repo, or s3://) and its S3 options."""
+    """A FileSource's Parquet file (local, relative to the repo, or s3://) and its S3 options.
+
+    A SparkSource's file (``features.engine: spark``) is read the same way: its path is
+    absolute or ``s3a://``.
+    """
+    if not isinstance(source, FileSource):
+        path = getattr(source, "path", None)
+        if not path:
+            raise ConfigError(f"source {source.name}", "has no file path", "give it a path")
+        return ("s3://" + path.removeprefix("s3a://") if path.startswith("s3a://") else path), None
     uri = FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.file_options.uri)
     options: dict[str, Any] | None = None
     if uri.startswith("s3://"):

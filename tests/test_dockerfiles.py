@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
-DOCKERFILES = [DOCKER / "Dockerfile", DOCKER / "serving.Dockerfile"]
+DOCKERFILES = [DOCKER / "Dockerfile", DOCKER / "serving.Dockerfile", DOCKER / "spark.Dockerfile"]
 PINNED_IMAGE = re.compile(r"^[\w./-]+(:\d+\.\d+\.\d+[\w.-]*|@sha256:[0-9a-f]{64})$")
 
 

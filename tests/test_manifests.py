@@ -412,14 +412,14 @@ def test_no_test_credentials_leak_into_manifests() -> None:
 def test_pipeline_rbac_is_minimal(rendered: dict[str, list[Obj]], overlay: str) -> None:
     objects = rendered[overlay]
     assert not [o for o in objects if o["kind"] in {"ClusterRole", "ClusterRoleBinding"}]
-    role = only(objects, "Role")
+    role = only(objects, "Role", "esteira-pipeline-inferenceservices")  # Spark's: test_spark_submit
     assert len(role["rules"]) == 1
     rule = role["rules"][0]
     assert rule["apiGroups"] == ["serving.kserve.io"]
     assert rule["resources"] == ["inferenceservices"]
     assert set(rule["verbs"]) <= ALLOWED_VERBS and "*" not in rule["verbs"]
     assert not {"resourceNames", "nonResourceURLs"} & rule.keys()
-    binding = only(objects, "RoleBinding")
+    binding = only(objects, "RoleBinding", "esteira-pipeline-inferenceservices")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",

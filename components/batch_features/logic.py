@@ -22,7 +22,8 @@ import pandas as pd
 from esteira.config import Settings
 from esteira.contract import Contract
 from esteira.errors import DataError
-from esteira.features import EVENT_TS, compute_feature_tables, entity_frame
+from esteira.feature_engine import feature_tables
+from esteira.features import EVENT_TS, entity_frame
 from esteira.parquet import read_parquet
 
 
@@ -83,7 +84,7 @@ def extend_sources(
         keep = (past < start) & (past >= start - pd.Timedelta(hours=warmup_hours(contract)))
         context = history.loc[keep].assign(**{ts: past[keep]})
     frame = pd.concat([context, new_raw], ignore_index=True)
-    tables = compute_feature_tables(frame, contract)
+    tables = feature_tables(frame, contract, settings)
     merged: dict[str, pd.DataFrame] = {}
     for table, computed in tables.items():
         fresh = computed.loc[_utc(computed[EVENT_TS]) >= start]

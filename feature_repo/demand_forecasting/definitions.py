@@ -5,6 +5,7 @@
   to this repository, or ``s3://bucket/prefix/features``); default ``data/sources``.
 * ``ESTEIRA_FEATURE_S3_ENDPOINT``: ``http(s)://host:port`` of a MinIO/S3 endpoint.
 * ``ESTEIRA_FEATURE_SERVICE``: the feature service name; default ``demand_forecast``.
+* ``ESTEIRA_FEATURES__ENGINE``: ``pandas`` (FileSources, default) or ``spark`` (SparkSources).
 """
 
 from __future__ import annotations
@@ -26,13 +27,16 @@ def build(
     s3_endpoint_override: str | None = None,
     service_name: str = DEFAULT_SERVICE,
     contract: Contract | None = None,
+    engine: str = "pandas",
 ) -> dict[str, Any]:
-    """Every Feast object of this repository, by role."""
+    """Every Feast object of this repository, by role (sources by ``engine``: pandas | spark)."""
     return build_from_contract(
         contract or load_contract(REPO),
         sources_root=sources_root,
         s3_endpoint_override=s3_endpoint_override,
         service_name=service_name,
+        engine=engine,
+        repo=REPO,
     )
 
 
@@ -40,6 +44,7 @@ _objects = build(
     sources_root=os.environ.get("ESTEIRA_FEATURE_SOURCES") or LOCAL_SOURCES,
     s3_endpoint_override=os.environ.get("ESTEIRA_FEATURE_S3_ENDPOINT") or None,
     service_name=os.environ.get("ESTEIRA_FEATURE_SERVICE") or DEFAULT_SERVICE,
+    engine=os.environ.get("ESTEIRA_FEATURES__ENGINE") or "pandas",
 )
 # The names `feast apply` discovers (it scans module attributes, not lists).
 store_entity, item_entity = _objects["entities"]

@@ -11,6 +11,8 @@ what ``feast apply`` discovers, built from the environment:
 * ``ESTEIRA_FEATURE_S3_ENDPOINT``: ``http(s)://host:port`` of a MinIO/S3 endpoint
   for ``s3://`` sources (Feast's ``s3_endpoint_override``); default: AWS.
 * ``ESTEIRA_FEATURE_SERVICE``: the feature service name; default ``machine_failure``.
+* ``ESTEIRA_FEATURES__ENGINE``: ``pandas`` (FileSources, default) or ``spark`` (SparkSources,
+  which Feast's Spark offline store requires); same views, service and names either way.
 """
 
 from __future__ import annotations
@@ -21,17 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
+from feast import Entity, FeatureService, FeatureView, Field, RequestSource, ValueType
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.types import Float64, Int64, PrimitiveFeastType, String
 
 from esteira.contract import Contract, load_contract
+from esteira.feast_definitions import data_source
 
 REPO = Path(__file__).resolve().parent
 
 SOURCES_ENV = "ESTEIRA_FEATURE_SOURCES"
 S3_ENDPOINT_ENV = "ESTEIRA_FEATURE_S3_ENDPOINT"
 SERVICE_ENV = "ESTEIRA_FEATURE_SERVICE"
+ENGINE_ENV = "ESTEIRA_FEATURES__ENGINE"
 LOCAL_SOURCES = "data/sources"
 DEFAULT_SERVICE = "machine_failure"
 EVENT_TIMESTAMP = "event_timestamp"
@@ -81,15 +85,6 @@ def zscore_pairs(c: Contract) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def _source(table: str, root: str, s3_endpoint_override: str | None) -> FileSource:
-    return FileSource(
-        name=f"{table}_source",
-        path=source_path(table, root),
-        timestamp_field=EVENT_TIMESTAMP,
-        s3_endpoint_override=s3_endpoint_override or None,
-    )
-
-
 def _view(
     table: str,
     entity: Entity,
@@ -97,14 +92,13 @@ def _view(
     ttl: timedelta,
     root: str,
     s3_endpoint_override: str | None,
+    engine: str = "pandas",
 ) -> FeatureView:
+    source = data_source(
+        engine, table, sources_root=root, s3_endpoint_override=s3_endpoint_override, repo=REPO
+    )
     return FeatureView(
-        name=table,
-        entities=[entity],
-        ttl=ttl,
-        schema=fields,
-        source=_source(table, root, s3_endpoint_override),
-        online=True,
+        name=table, entities=[entity], ttl=ttl, schema=fields, source=source, online=True
     )
 
 
@@ -157,8 +151,9 @@ def build(
     service_name: str = DEFAULT_SERVICE,
     contract: Contract | None = None,
     zscore_mode: str = ZSCORE_MODE,
+    engine: str = "pandas",
 ) -> dict[str, Any]:
-    """Every Feast object of this repository, by role."""
+    """Every Feast object of this repository, by role (sources by ``engine``: pandas | spark)."""
     c = contract or load_contract(REPO)
     f = c.features
     entity = Entity(
@@ -179,9 +174,16 @@ def build(
         ROLLING_TTL,
         sources_root,
         s3_endpoint_override,
+        engine,
     )
     static = _view(
-        f.static.table, entity, static_fields, STATIC_TTL, sources_root, s3_endpoint_override
+        f.static.table,
+        entity,
+        static_fields,
+        STATIC_TTL,
+        sources_root,
+        s3_endpoint_override,
+        engine,
     )
     events = _view(
         f.events.table,
@@ -190,6 +192,7 @@ def build(
         EVENTS_TTL,
         sources_root,
         s3_endpoint_override,
+        engine,
     )
     request = RequestSource(
         name="request_values", schema=[Field(name=n, dtype=Float64) for n in c.request]
@@ -223,6 +226,7 @@ _objects = build(
     sources_root=os.environ.get(SOURCES_ENV) or LOCAL_SOURCES,
     s3_endpoint_override=os.environ.get(S3_ENDPOINT_ENV) or None,
     service_name=os.environ.get(SERVICE_ENV) or DEFAULT_SERVICE,
+    engine=os.environ.get(ENGINE_ENV) or "pandas",
 )
 # The names `feast apply` discovers (it scans module attributes, not lists).
 entity = _objects["entity"]
