@@ -191,50 +191,49 @@ def live_performance(
     if labelled.empty:
         return result | {"status": "no_labels"}
     if contract.label.kind == "value":
-        return result | _regression_performance(labelled, meta, settings, label, min_positives)
+        from esteira.regression import NAIVE, forecast_metrics
+
+        def scores(part: pd.DataFrame) -> dict[str, Any]:
+            return forecast_metrics(part[label], part["prediction"], part[NAIVE])
+
+        def enough(overall: dict[str, Any]) -> bool:
+            return overall.get("rows", 0) >= min_positives
+
+        return (
+            result | _judged(labelled, scores, enough, meta, settings) | {"min_rows": min_positives}
+        )
 
     # the version's own threshold (as served and batch-predicted), the configured costs
     threshold = float(meta.get("decision_threshold", 0.5))
     costs = (settings.model.threshold.fn_cost, settings.model.threshold.fp_cost)
     result["decision_threshold"] = threshold
 
-    def scores(part: pd.DataFrame) -> dict[str, Any]:
+    def classified(part: pd.DataFrame) -> dict[str, Any]:
         proba = part["probability"].to_numpy(dtype=float)
         pred = (proba >= threshold).astype(int)
         return classification_metrics(part[label].to_numpy(), proba, pred, costs)
 
-    overall = scores(labelled)
-    days = labelled[EVENT_TS].dt.strftime("%Y-%m-%d")
-    per_day = {day: scores(part) for day, part in labelled.groupby(days, sort=True)}
-    compared = degradation(
-        overall,
-        meta.get("metrics", {}),
-        _compared_metrics(settings),
-        settings.monitoring.performance_tolerance,
+    def counted(overall: dict[str, Any]) -> bool:
+        return overall["positives"] >= min_positives and overall["roc_auc"] is not None
+
+    return (
+        result
+        | _judged(labelled, classified, counted, meta, settings)
+        | {"min_positives": min_positives}
     )
-    enough = overall["positives"] >= min_positives and overall["roc_auc"] is not None
-    return result | {
-        "status": "ok" if enough else "insufficient_labels",
-        "metrics": overall,
-        "per_day": per_day,
-        "recorded_metrics": {k: meta.get("metrics", {}).get(k) for k in compared},
-        "comparison": compared,
-        "tolerance": settings.monitoring.performance_tolerance,
-        "min_positives": min_positives,
-        "degraded": bool(enough and any(c["degraded"] for c in compared.values())),
-    }
 
 
-def _regression_performance(
-    labelled: pd.DataFrame, meta: dict[str, Any], settings: Settings, label: str, min_rows: int
+def _judged(
+    labelled: pd.DataFrame,
+    scores: Any,
+    enough: Any,
+    meta: dict[str, Any],
+    settings: Settings,
 ) -> dict[str, Any]:
-    """Forecast metrics (MAE, RMSE, WAPE, MASE, against seasonal naive) of the logged values,
-    overall and per day, compared with what the version recorded at training."""
-    from esteira.regression import NAIVE, forecast_metrics
-
-    def scores(part: pd.DataFrame) -> dict[str, Any]:
-        return forecast_metrics(part[label], part["prediction"], part[NAIVE])
-
+    """``scores`` of the labelled rows, overall and per day of event_timestamp, compared with
+    what the version recorded at training; degraded only when ``enough`` labels say so.
+    A classifier's scores are its ranking and decision metrics; a regression's the forecast
+    metrics against seasonal naive (MAE, RMSE, WAPE, MASE)."""
     overall = scores(labelled)
     days = labelled[EVENT_TS].dt.strftime("%Y-%m-%d")
     per_day = {day: scores(part) for day, part in labelled.groupby(days, sort=True)}
@@ -244,16 +243,15 @@ def _regression_performance(
         _compared_metrics(settings),
         settings.monitoring.performance_tolerance,
     )
-    enough = overall.get("rows", 0) >= min_rows
+    judged = enough(overall)
     return {
-        "status": "ok" if enough else "insufficient_labels",
+        "status": "ok" if judged else "insufficient_labels",
         "metrics": overall,
         "per_day": per_day,
         "recorded_metrics": {k: meta.get("metrics", {}).get(k) for k in compared},
         "comparison": compared,
         "tolerance": settings.monitoring.performance_tolerance,
-        "min_rows": min_rows,
-        "degraded": bool(enough and any(c["degraded"] for c in compared.values())),
+        "degraded": bool(judged and any(c["degraded"] for c in compared.values())),
     }
 
 
