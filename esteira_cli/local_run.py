@@ -84,10 +84,17 @@ def task_outputs(run_dir: Path) -> dict[str, dict[str, Any]]:
             for name, group in data.get("artifacts", {}).items()
             for a in group.get("artifacts", [])
         }
-        out[executor_output.parent.name] = {
-            "parameters": data.get("parameterValues", {}),
-            "artifacts": artifacts,
-        }
+        parameters = dict(data.get("parameterValues", {}))
+        # an OutputPath parameter is a file of its own next to executor_output.json
+        for path in executor_output.parent.iterdir():
+            name = path.name
+            if path.is_file() and path != executor_output and name not in artifacts | parameters:
+                text = path.read_text()
+                try:
+                    parameters[name] = json.loads(text)
+                except json.JSONDecodeError:
+                    parameters[name] = text
+        out[executor_output.parent.name] = {"parameters": parameters, "artifacts": artifacts}
     return out
 
 
