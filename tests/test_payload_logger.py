@@ -31,11 +31,13 @@ def test_the_payload_logger_component_renders_a_valid_inferenceservice(
         f"resources:\n  - {base}\ncomponents:\n  - {component}\n"
     )
     objects = m.parse_objects(m.kustomize_build(tmp_path))
-    (isvc,) = [o for o in objects if o["kind"] == "InferenceService"]
-    logger = isvc["spec"]["predictor"]["logger"]
-    assert logger["mode"] == "all"
-    assert logger["url"].startswith("http://")
-    assert m.validate_inferenceservice(isvc) == []
+    services = [o for o in objects if o["kind"] == "InferenceService"]
+    assert len(services) == 2  # every use case's model logs its payloads
+    for isvc in services:
+        logger = isvc["spec"]["predictor"]["logger"]
+        assert logger["mode"] == "all"
+        assert logger["url"].startswith("http://")
+        assert m.validate_inferenceservice(isvc) == []
     # everything else is the overlay as it was
     plain = m.render_overlay(overlay)
     assert len(plain) == len(objects)
