@@ -207,6 +207,11 @@ class Contract(_Strict):
         return [self.entity] if isinstance(self.entity, str) else list(self.entity)
 
     @property
+    def key_kinds(self) -> dict[str, str]:
+        """Each join key and its kind (``int`` or ``string``), in key order."""
+        return {k: self.columns[k].dtype for k in self.keys}
+
+    @property
     def task(self) -> str:
         """What the label asks for: an event is a classification, a value a regression."""
         return "classification" if self.label.kind == "event" else "regression"

@@ -47,12 +47,6 @@ class AsofSparkOfflineStoreConfig(SparkOfflineStoreConfig):
     type: Literal["esteira.spark_offline_store.AsofSparkOfflineStore"] = ASOF_SPARK_OFFLINE_STORE  # type: ignore[assignment]
 
 
-def _entity_timestamp(entity_df: pd.DataFrame) -> str:
-    from esteira.feast_store import _entity_timestamp_column
-
-    return _entity_timestamp_column(entity_df)
-
-
 def _join_view(
     session: Any,
     left: Any,
@@ -142,7 +136,9 @@ class AsofSparkOfflineStore(SparkOfflineStore):
                 **kwargs,
             )
         session = get_spark_session_or_start_new_with_repoconfig(config.offline_store)
-        entity_ts = _entity_timestamp(entity_df)
+        from esteira.feast_store import _entity_timestamp_column
+
+        entity_ts = _entity_timestamp_column(entity_df)
         odfvs = _get_requested_on_demand_feature_views(feature_refs, project, registry)
         per_view, _ = _get_requested_feature_views_to_features_dict(
             feature_refs, feature_views, odfvs

@@ -490,10 +490,9 @@ class Predictor(Model):
         from esteira.contract import load_contract
 
         try:
-            contract = load_contract(self.settings.features.repo_path)
+            return load_contract(self.settings.features.repo_path).key_kinds
         except EsteiraError:
             return {}
-        return {k: contract.columns[k].dtype for k in contract.keys}
 
     def _open_registry(self) -> Registry:
         from esteira.storage import open_storage

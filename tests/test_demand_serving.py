@@ -29,7 +29,6 @@ STORES, ITEMS = 2, 3
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from components.register.logic import _entity_keys
     from components.train.logic import build_pipeline
     from esteira.feast_repo import build_training_set, materialize
     from esteira.features import label_frame
@@ -60,7 +59,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "label": contract.label.name,
             "task": "regression",
             "family": settings.model.family,
-            "entity_keys": _entity_keys(settings),
+            "entity_keys": contract.key_kinds,
             "nullable_features": [c for c in features if frame[c].isna().any()],
             "metrics": {"wape": 0.4},
         },

@@ -34,12 +34,6 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _entity_keys(settings: Settings) -> dict[str, str]:
-    """The contract's join keys and their kinds: what the predictor takes as parameters."""
-    contract = load_contract(settings.features.repo_path)
-    return {k: contract.columns[k].dtype for k in contract.keys}
-
-
 def register_model(
     settings: Settings,
     model_dir: str,
@@ -70,7 +64,8 @@ def register_model(
         "categorical_features": info["categorical"],
         "feature_types": {c: str(t) for c, t in training.dtypes.items()},
         "feature_service": training_meta.get("feature_service", settings.features.feature_service),
-        "entity_keys": _entity_keys(settings),
+        # the join keys the predictor takes as parameters
+        "entity_keys": load_contract(settings.features.repo_path).key_kinds,
         # missing in some training rows (e.g. a lag before an item's history): served as null
         "nullable_features": [c for c in features if training[c].isna().any()],
         "feature_definitions_hash": definitions_hash,
