@@ -143,9 +143,13 @@ def test_concurrent_threads_get_distinct_versions(registry: Registry) -> None:
     workers, each = 6, 3
     barrier = threading.Barrier(workers)
     results: list[list[int]] = [[] for _ in range(workers)]
+    errors: list[BaseException] = []
 
     def work(i: int) -> None:
-        results[i] = _register_many(registry, each, f"t{i}", barrier)
+        try:
+            results[i] = _register_many(registry, each, f"t{i}", barrier)
+        except BaseException as exc:  # noqa: BLE001 - reported below, not lost in the thread
+            errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
     for t in threads:
@@ -153,6 +157,7 @@ def test_concurrent_threads_get_distinct_versions(registry: Registry) -> None:
     for t in threads:
         t.join(timeout=120)
 
+    assert not errors, errors
     got = sorted(v for r in results for v in r)
     assert got == list(range(1, workers * each + 1))  # distinct, none lost, no gaps
     assert [v.version for v in registry.versions()] == got
