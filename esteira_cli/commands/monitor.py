@@ -183,6 +183,18 @@ def run_monitor(
     return summary
 
 
+def _judgement(perf: dict[str, Any]) -> str:
+    """One line on live performance: each metric, live against the version's recorded figure."""
+    if perf.get("status") != "ok":
+        return f"live performance not judged: {perf.get('status')}"
+    parts = [
+        f"{name} {c['live']:.3f} vs recorded {c['recorded']:.3f}{' (worse)' if c['degraded'] else ''}"
+        for name, c in (perf.get("comparison") or {}).items()
+        if c.get("live") is not None and c.get("recorded") is not None
+    ]
+    return f"{perf.get('labelled_rows', 0)} labelled rows; " + ("; ".join(parts) or "no metric")
+
+
 # ---- handlers --------------------------------------------------------------------------------
 def handle_monitor(args: argparse.Namespace, settings: Settings) -> int:
     summary = run_monitor(settings, args.period, days=args.days, out_dir=args.out)
@@ -194,11 +206,16 @@ def handle_monitor(args: argparse.Namespace, settings: Settings) -> int:
         f"   drift detected: {summary['drift_detected']} (dataset drift {summary['dataset_drift']}, "
         f"{len(drifted)} of {len(summary['features'])} features: {', '.join(drifted) or 'none'})"
     )
-    perf = summary["live_performance"]
-    print(f"   degraded: {summary['degraded']} (live performance: {perf.get('status')})")
+    print(f"   degraded: {summary['degraded']} ({_judgement(summary['live_performance'])})")
     print(f"   retrain triggered: {summary['retrain_triggered']}")
     if retrained := summary.get("retrained"):
-        print(f"   retrained: {retrained.get('status')} registry={retrained.get('registry')}")
+        registry = retrained.get("registry") or {}
+        outcome = (
+            f"registered {registry.get('model')} v{registry.get('version')}"
+            if registry.get("version")
+            else "nothing registered"
+        )
+        print(f"   retrained: {retrained.get('status')}, {outcome}")
         gate = retrained.get("gate") or {}
         print(f"   retrain gate ({gate.get('rule')}): {gate.get('reason')}")
     print(f"   report: {summary['drift_report']}")

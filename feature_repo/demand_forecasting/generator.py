@@ -142,8 +142,8 @@ def _stockouts(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
 
 
 def generate(
-    stores: int = 50,
-    items: int = 100,
+    stores: int = 10,
+    items: int = 50,
     days: int = 730,
     start: str = "2025-01-01",
     seed: int = 42,
