@@ -44,7 +44,10 @@ COPY --from=build /app/.venv /app/.venv
 COPY esteira/ esteira/
 COPY esteira_cli/ esteira_cli/
 COPY serving/ serving/
-RUN python3 -m compileall -q esteira serving
+# the use cases: each server reads its use case's settings and contract, the transformer its
+# Feast definitions (ESTEIRA_USE_CASE picks one; their data/ stays out, see .dockerignore)
+COPY feature_repo/ feature_repo/
+RUN python3 -m compileall -q esteira serving feature_repo
 USER 10001:10001
 # transformer :8080, predictor REST :8085, predictor gRPC :8086 (serving.* settings)
 EXPOSE 8080 8085 8086

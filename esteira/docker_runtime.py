@@ -78,6 +78,19 @@ def _mounts(settings: Settings, env: dict[str, str]) -> list[str]:
     return out
 
 
+def pinned_settings(settings: Settings) -> dict[str, str]:
+    """What the containers must resolve as this process did: its use case, and the mounted
+    feature repo and local registry at their absolute host paths (a relative path would
+    resolve under the image's /app, where the use case's definitions are but not its data)."""
+    pinned = {
+        "ESTEIRA_USE_CASE": settings.use_case,
+        "ESTEIRA_FEATURES__REPO_PATH": str(Path(settings.features.repo_path).resolve()),
+    }
+    if settings.storage.kind == "local":
+        pinned["ESTEIRA_STORAGE__ROOT"] = str(Path(settings.storage.root).resolve())
+    return pinned
+
+
 def docker_argv(
     name: str, image: str, argv: list[str], models: Path, mounts: list[str], env_names: list[str]
 ) -> list[str]:
@@ -103,6 +116,7 @@ def child_specs(
     image = serving_image(settings)
     check_engine(image, env)
     mounts = _mounts(settings, env)
+    env = {**env, **pinned_settings(settings)}
     env_names = sorted(
         k
         for k in env

@@ -410,3 +410,39 @@ def test_docker_runtime_runs_the_same_argv_in_the_serving_image(world: World) ->
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
+
+
+def test_containers_resolve_the_use_case_and_paths_this_process_did(tmp_path: Path) -> None:
+    """A relative repo path would resolve under the image's /app, where the use case's
+    definitions are but not its data: the containers get the resolved name and host paths."""
+    from esteira.config import Settings
+    from esteira.docker_runtime import pinned_settings
+
+    settings = Settings(use_case="demand_forecasting", storage={"root": str(tmp_path / "s")})
+    pinned = pinned_settings(settings)
+    assert pinned["ESTEIRA_USE_CASE"] == "demand_forecasting"
+    repo = Path(pinned["ESTEIRA_FEATURES__REPO_PATH"])
+    assert repo.is_absolute() and (repo / "dataset.yaml").is_file()
+    assert repo.name == "demand_forecasting"
+    assert pinned["ESTEIRA_STORAGE__ROOT"] == str((tmp_path / "s").resolve())
+
+
+def test_the_serving_image_holds_every_use_case() -> None:
+    """On a cluster the InferenceService names its use case (ESTEIRA_USE_CASE): the serving
+    image must carry feature_repo/ for the servers to read its settings and contract."""
+    from esteira import docker_runtime, usecase
+    from esteira.config import Settings
+    from esteira.deploy import serving_image
+
+    image = serving_image(Settings())
+    try:
+        docker_runtime.check_engine(image)
+    except EsteiraError as exc:
+        pytest.skip(f"no Docker engine with the serving image: {exc.message}")
+    listed = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "python", image, "-c",
+         "from esteira import usecase; print(' '.join(usecase.names()))"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert listed.stdout.split() == usecase.names()
