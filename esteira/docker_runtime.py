@@ -6,8 +6,8 @@ except that ``/mnt/models`` stays as it is: the local models directory is mounte
 read-only, as KServe's storage initializer leaves it in the pod. The containers share the
 host's network (the servers already listen on the local ports, and the transformer reaches
 the predictor at 127.0.0.1), run as the calling user, and see the config file, the local
-registry and the feature repository at the same paths as here. The Docker CLI honours
-``DOCKER_HOST``.
+registry and the feature repository at the same paths as here. The engine is
+``DOCKER_HOST``, else the private one `make images` started (``esteira.engine``).
 """
 
 from __future__ import annotations
@@ -112,8 +112,11 @@ def child_specs(
     env: dict[str, str],
 ) -> list[ChildSpec]:
     from esteira.deploy import serving_image
+    from esteira.engine import docker_host
 
     image = serving_image(settings)
+    # DOCKER_HOST, else the private engine `make images` started, else the system socket
+    env = {**env, "DOCKER_HOST": env.get("DOCKER_HOST") or docker_host()}
     check_engine(image, env)
     mounts = _mounts(settings, env)
     env = {**env, **pinned_settings(settings)}

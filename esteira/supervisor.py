@@ -127,7 +127,7 @@ class Supervisor:
     def _start(self, child: _Child) -> None:
         spec = child.spec
         if spec.cleanup:
-            subprocess.run(spec.cleanup, capture_output=True, check=False, timeout=60)
+            subprocess.run(spec.cleanup, capture_output=True, check=False, timeout=60, env=spec.env)
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         with spec.log_path.open("ab") as out:  # the child keeps its own descriptor
             child.proc = subprocess.Popen(
@@ -217,7 +217,10 @@ class Supervisor:
                 proc.kill()
                 proc.wait(5)
             if child.spec.cleanup:
-                subprocess.run(child.spec.cleanup, capture_output=True, check=False, timeout=60)
+                subprocess.run(
+                    child.spec.cleanup, capture_output=True, check=False, timeout=60,
+                    env=child.spec.env,
+                )  # fmt: skip
         if self._server is not None:
             self._server.shutdown()
             self._server = None
