@@ -36,10 +36,21 @@ def docker_cli() -> str:
     return docker
 
 
+def engine_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) with the engine to use as ``DOCKER_HOST``: the one
+    set, else the private engine `make images` started, else the system socket."""
+    from esteira.engine import docker_host
+
+    env = dict(os.environ if env is None else env)
+    env["DOCKER_HOST"] = env.get("DOCKER_HOST") or docker_host()
+    return env
+
+
 def check_engine(image: str, env: dict[str, str] | None = None) -> None:
     """A clear error unless a Docker engine answers and holds ``image``."""
     docker = docker_cli()
-    where = (env or os.environ).get("DOCKER_HOST", "the default socket")
+    env = engine_env(env)
+    where = env["DOCKER_HOST"]
     info = subprocess.run(
         [docker, "info", "--format", "{{.ServerVersion}}"],
         capture_output=True, text=True, env=env, timeout=30, check=False,
@@ -112,11 +123,9 @@ def child_specs(
     env: dict[str, str],
 ) -> list[ChildSpec]:
     from esteira.deploy import serving_image
-    from esteira.engine import docker_host
 
     image = serving_image(settings)
-    # DOCKER_HOST, else the private engine `make images` started, else the system socket
-    env = {**env, "DOCKER_HOST": env.get("DOCKER_HOST") or docker_host()}
+    env = engine_env(env)
     check_engine(image, env)
     mounts = _mounts(settings, env)
     env = {**env, **pinned_settings(settings)}

@@ -358,13 +358,14 @@ def test_docker_runtime_runs_the_same_argv_in_the_serving_image(world: World) ->
     from esteira.deploy import serving_image
 
     image = serving_image(world.settings)
+    engine = docker_runtime.engine_env()
     try:
         docker_runtime.check_engine(image)
     except EsteiraError as exc:
         pytest.skip(f"no Docker engine with the serving image: {exc.message}")
     usage = subprocess.run(
         ["docker", "run", "--rm", "--entrypoint", "python", image, "-m", "serving", "--help"],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True, text=True, timeout=300, check=False, env=engine,
     )  # fmt: skip
     if "--model_dir" not in usage.stdout:
         pytest.skip(f"{image} predates the predictor's --model_dir: run `make images`")
@@ -395,7 +396,7 @@ def test_docker_runtime_runs_the_same_argv_in_the_serving_image(world: World) ->
             name = f"{docker_runtime.CONTAINER_PREFIX}-{role}-{ports['transformer']}"
             inspect = subprocess.run(
                 ["docker", "inspect", "--format", "{{json .Path}} {{json .Args}}", name],
-                capture_output=True, text=True, check=True, timeout=60,
+                capture_output=True, text=True, check=True, timeout=60, env=engine,
             )  # fmt: skip
             path, args = inspect.stdout.split(" ", 1)
             table = {"--http_port": str(ports[role]), "--grpc_port": str(ports["grpc"]),
@@ -443,6 +444,7 @@ def test_the_serving_image_holds_every_use_case() -> None:
         ["docker", "run", "--rm", "--entrypoint", "python", image, "-c",
          "from esteira import usecase; print(' '.join(usecase.names()))"],
         capture_output=True, text=True, timeout=300, check=False,
+        env=docker_runtime.engine_env(),
     )  # fmt: skip
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert listed.stdout.split() == usecase.names()
