@@ -62,6 +62,7 @@ def register_model(
         "label": info["label"],
         "feature_names": features,
         "categorical_features": info["categorical"],
+        "text_features": info.get("text", []),
         "feature_types": {c: str(t) for c, t in training.dtypes.items()},
         "feature_service": training_meta.get("feature_service", settings.features.feature_service),
         # the join keys the predictor takes as parameters
