@@ -39,3 +39,51 @@ def sentiment_store(root: Path, raw: pd.DataFrame, **settings) -> tuple[Settings
     publish_sources(compute_feature_tables(raw, contract), resolved)
     apply_definitions(resolved)
     return resolved, contract
+
+
+def sentiment_world(root: Path, raw: pd.DataFrame, **settings) -> dict:
+    """``raw``'s features published and materialized, the text pipeline trained on them and
+    registered as production, and a config file for the servers (``root/config.yaml``)."""
+    import yaml
+
+    from components.train.logic import train_step
+    from esteira.feast_repo import build_training_set, materialize
+    from esteira.features import label_frame
+    from esteira.registry import MODEL_FILE, registry_for
+    from esteira.safe_load import dump_model
+
+    resolved, contract = sentiment_store(root, raw, **settings)
+    training = build_training_set(label_frame(raw, contract, 24), resolved)
+    result, info = train_step(training.frame, training.feature_names, contract, resolved)
+    frame, features = training.frame, training.feature_names
+    registry = registry_for(resolved)
+    version = registry.register(
+        {MODEL_FILE: dump_model(result.model), "reference.json": b"{}"},
+        {
+            "feature_names": features,
+            "categorical_features": info["categorical"],
+            "text_features": info["text"],
+            "feature_types": {c: str(frame[c].dtype) for c in features},
+            "label": contract.label.name,
+            "task": "classification",
+            "family": resolved.model.family,
+            "entity_keys": contract.key_kinds,
+            "decision_threshold": info["decision_threshold"],
+            "metrics": {"macro_f1": 0.8},
+        },
+    )
+    registry.set_alias("production", version.version)
+    materialize(resolved)
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(resolved.model_dump(mode="json")))
+    return {
+        "root": root,
+        "config": config,
+        "settings": resolved,
+        "contract": contract,
+        "model": result.model,
+        "features": features,
+        "frame": frame,
+        "version": version.version,
+        "threshold": info["decision_threshold"],
+    }

@@ -21,7 +21,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from esteira.net import free_port
 from esteira_cli.commands import predict as esteira_predict
@@ -38,57 +37,21 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from components.train.logic import train_step
-    from esteira.feast_repo import build_training_set, materialize
-    from esteira.features import label_frame
-    from esteira.registry import MODEL_FILE, registry_for
-    from esteira.safe_load import dump_model
-    from testkit.sentiment import generate, sentiment_store
+    from testkit.sentiment import generate, sentiment_world
 
     root = tmp_path_factory.mktemp("sentiment-serving")
     raw = generate(products=12, days=90, reviews_per_day=0.4, seed=3)
-    settings, contract = sentiment_store(
+    world = sentiment_world(
         root,
         raw,
         features={"max_dropped_share": 0.2},
         serving={"log_flush_rows": 1, "log_flush_seconds": 0.2, "max_text_chars": MAX_TEXT},
     )
-    training = build_training_set(label_frame(raw, contract, 24), settings)
-    result, info = train_step(training.frame, training.feature_names, contract, settings)
-    frame, features = training.frame, training.feature_names
-    registry = registry_for(settings)
-    version = registry.register(
-        {MODEL_FILE: dump_model(result.model), "reference.json": b"{}"},
-        {
-            "feature_names": features,
-            "categorical_features": info["categorical"],
-            "text_features": info["text"],
-            "feature_types": {c: str(frame[c].dtype) for c in features},
-            "label": contract.label.name,
-            "task": "classification",
-            "family": settings.model.family,
-            "entity_keys": contract.key_kinds,
-            "decision_threshold": info["decision_threshold"],
-            "metrics": {"macro_f1": 0.8},
-        },
-    )
-    registry.set_alias("production", version.version)
-    materialize(settings)
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     products = sorted(int(p) for p in raw["product_id"].unique())[:3]
-    return {
-        "root": root,
-        "config": config,
-        "settings": settings,
-        "model": result.model,
-        "features": features,
-        "version": version.version,
-        "threshold": info["decision_threshold"],
-        "entities": [
-            {"product_id": p, "review_text": t} for p, t in zip(products, TEXTS, strict=True)
-        ],
-    }
+    world["entities"] = [
+        {"product_id": p, "review_text": t} for p, t in zip(products, TEXTS, strict=True)
+    ]
+    return world
 
 
 @pytest.fixture(scope="module")
