@@ -87,3 +87,33 @@ def sentiment_world(root: Path, raw: pd.DataFrame, **settings) -> dict:
         "version": version.version,
         "threshold": info["decision_threshold"],
     }
+
+
+def fuzz_world(root: Path) -> object:
+    """A :class:`testkit.serving.World` of this use case (what ``testkit.fuzz`` takes): a small
+    sentiment world, its products as the ids and a review text as each one's request value."""
+    from esteira.registry import registry_for
+    from testkit.serving import World
+
+    raw = generate(products=20, days=90, reviews_per_day=0.4, seed=6)
+    world = sentiment_world(root, raw, features={"max_dropped_share": 0.2})
+    settings, contract = world["settings"], world["contract"]
+    (key,) = contract.keys
+    (field,) = contract.text_requests
+    newest = raw.sort_values(contract.timestamp).groupby(key).tail(1)
+    version = registry_for(settings).get("production")
+    return World(
+        root=root,
+        config_path=world["config"],
+        settings=settings,
+        model=world["model"],
+        metadata=dict(version.metadata),
+        frame=world["frame"],
+        machine_ids=[int(i) for i in newest[key]],
+        request_values={
+            int(i): {field: str(t)}
+            for i, t in zip(newest[key], newest[contract.request[field]], strict=True)
+        },
+        version=version.version,
+        extra={"key": key, "texts": [field]},
+    )
