@@ -155,3 +155,23 @@ def test_the_text_pipeline_trains_scores_and_loads_through_the_allowlist(trainin
     np.testing.assert_array_equal(loaded.predict_proba(sample), result.model.predict_proba(sample))
     flipped = pd.DataFrame({**sample.iloc[[0]].to_dict("list"), "review": ["Awful, it broke."]})
     assert loaded.predict_proba(flipped)[0, 1] < 0.5
+
+
+def test_the_search_trials_vectorise_the_text_too(training) -> None:
+    from components.search_trials.logic import run_trials
+    from esteira.search import plan_trials
+
+    settings, contract, _, built = training
+    model = settings.model.model_copy(
+        update={"search": {"enabled": True, "trials": 1, "trials_per_task": 1, "folds": 2}}
+    )
+    model = type(model).model_validate(model.model_dump())
+    (result,), _ = run_trials(
+        built.frame,
+        plan_trials(model)[:1],
+        built.feature_names,
+        contract.label.name,
+        model,
+        text=contract.text_features,
+    )
+    assert min(result.scores) > 0.8  # ROC AUC: the words carry it; one-hot texts would not
