@@ -105,8 +105,9 @@ bench: setup deps ## benchmarks (never tests): results in dist/bench/ (BENCH="se
 monitor: setup ## monitoring over the prediction log (PERIOD=drifted or stable)
 	@$(ESTEIRA) $(CFG) monitor --period $(PERIOD)
 
-fuzz: setup deps ## full fuzz run against predictor and transformer: dist/fuzz/summary.json
+fuzz: setup deps ## full fuzz runs against predictor and transformer: dist/fuzz/summary.json, then text: dist/fuzz/sentiment_analysis/
 	@$(PY) -m testkit.fuzz
+	@$(PY) -m testkit.fuzz --usecase sentiment_analysis --out dist/fuzz/sentiment_analysis
 
 load: setup deps ## load test from a separate process: dist/load/summary.json
 	@$(PY) -m bench.load

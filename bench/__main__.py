@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("compile", "online", "serving", "batch", "containers", "search", "scale", "spark")
+BENCHES = (
+    "compile", "online", "serving", "text", "batch", "containers", "search", "scale", "spark"
+)  # fmt: skip
 OUT = Path("dist/bench")
 
 
@@ -125,7 +127,7 @@ def main() -> int:
         "load": round(os.getloadavg()[0], 2),
     }
     chosen = [n for n in sys.argv[1:] if n in BENCHES] or list(BENCHES)  # `python -m bench search`
-    if set(chosen) - {"compile", "search", "scale", "spark"}:
+    if set(chosen) - {"compile", "search", "scale", "spark", "text"}:  # these build their own
         ensure_production_model()
     results: dict[str, Any] = {}
     for name in chosen:

@@ -332,6 +332,9 @@ class ServingSettings(_Section):
     log_flush_rows: int = Field(500, ge=1)
     log_flush_seconds: float = Field(2.0, gt=0)
     timeout_seconds: float = Field(5.0, gt=0)
+    max_text_chars: int = Field(
+        5000, ge=1, le=1_000_000, description="longest request-time text accepted (characters)"
+    )
     allow_model_repository: bool = Field(
         False, description="KServe's model load/unload endpoints (REST and gRPC); 403 when off"
     )
@@ -440,6 +443,7 @@ KNOWN_METRICS = {
     "precision": "maximize",
     "recall": "maximize",
     "accuracy": "maximize",
+    "macro_f1": "maximize",  # F1 of each class, averaged: both classes count alike
     "rmse": "minimize",
     "mae": "minimize",
     "r2": "maximize",

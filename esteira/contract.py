@@ -35,14 +35,16 @@ class Label(_Strict):
     * ``kind: event`` (classification): 1 when ``event`` is non-zero in a row within
       (t, t + horizon], else 0;
     * ``kind: value`` (regression): the value of ``column`` in the row that becomes known
-      at t + horizon (its timestamp + ``available_after_hours``): "sales h hours ahead".
+      at t + horizon (its timestamp + ``available_after_hours``): "sales h hours ahead";
+    * ``kind: class`` (classification): the row's own 0/1 ``column``, known with the row
+      (e.g. a document's class); every row is an entity row, no horizon.
     """
 
     name: str
-    kind: Literal["event", "value"] = "event"
+    kind: Literal["event", "value", "class"] = "event"
     event: str | None = None
     column: str | None = None
-    horizon_hours: int = Field(ge=1)
+    horizon_hours: int = Field(0, ge=0, description="event and value labels: how far ahead")
     classes: list[str] = Field(
         default_factory=lambda: ["0", "1"],
         min_length=2,
@@ -57,8 +59,10 @@ class Label(_Strict):
     def _kind_needs_its_column(self) -> Label:
         if self.kind == "event" and not self.event:
             raise ValueError("label.kind 'event' needs `event`: the column whose 1s are events")
-        if self.kind == "value" and not self.column:
-            raise ValueError("label.kind 'value' needs `column`: the column to forecast")
+        if self.kind in ("value", "class") and not self.column:
+            raise ValueError(f"label.kind {self.kind!r} needs `column`: the column to predict")
+        if self.kind != "class" and self.horizon_hours < 1:
+            raise ValueError(f"label.kind {self.kind!r} needs `horizon_hours` >= 1")
         return self
 
     @property
@@ -74,7 +78,7 @@ class Rolling(_Strict):
     ttl_hours: int | None = Field(None, ge=1, description=TTL_DOC)
     columns: list[str]
     windows_hours: list[int]
-    stats: list[Literal["mean", "std", "min", "max", "sum"]]
+    stats: list[Literal["mean", "std", "min", "max", "sum", "count"]]
 
 
 class Lags(_Strict):
@@ -154,6 +158,15 @@ class OnDemand(_Strict):
         return self
 
 
+class Text(_Strict):
+    """Free text that arrives with the request (a request value of a string column): the
+    feature ``name`` is the text as sent; the model vectorises it (TF-IDF), serving checks it
+    (non-empty, valid UTF-8, at most ``serving.max_text_chars`` characters)."""
+
+    name: str
+    request: str
+
+
 class FeatureSpec(_Strict):
     rolling: Rolling | None = None
     lags: Lags | None = None
@@ -161,6 +174,7 @@ class FeatureSpec(_Strict):
     static: Static | None = None
     events: Events | None = None
     on_demand: list[OnDemand] | None = None  # absent: a z-score per request value (legacy)
+    text: list[Text] | None = None
 
 
 class Contract(_Strict):
@@ -196,6 +210,22 @@ class Contract(_Strict):
                 raise ValueError(
                     f"on_demand {spec.name}: request value {spec.request!r} is not under `request`"
                 )
+        texts = {spec.request for spec in f.text or []}
+        for spec in f.text or []:
+            column = self.request.get(spec.request)
+            if column is None:
+                raise ValueError(
+                    f"text {spec.name}: request value {spec.request!r} is not under `request`"
+                )
+            if self.columns[column].dtype != "string":
+                raise ValueError(f"text {spec.name}: request column {column!r} must be a string")
+        for name, column in self.request.items():
+            if self.columns[column].dtype == "string" and name not in texts:
+                raise ValueError(
+                    f"request value {name!r} is a string column: name it under features.text"
+                )
+            if name in texts and any(s.request == name for s in f.on_demand or []):
+                raise ValueError(f"request value {name!r} is text; on_demand ops take numbers")
         for key in self.keys:
             if self.columns[key].dtype not in ("int", "string"):
                 raise ValueError(f"entity key {key!r} must be an int or string column")
@@ -213,8 +243,19 @@ class Contract(_Strict):
 
     @property
     def task(self) -> str:
-        """What the label asks for: an event is a classification, a value a regression."""
-        return "classification" if self.label.kind == "event" else "regression"
+        """What the label asks for: an event or a class is a classification, a value a
+        regression."""
+        return "regression" if self.label.kind == "value" else "classification"
+
+    @property
+    def text_requests(self) -> list[str]:
+        """The request values that are free text (the rest are numbers)."""
+        return [spec.request for spec in self.features.text or []]
+
+    @property
+    def text_features(self) -> list[str]:
+        """The features that are request-time text, vectorised by the model."""
+        return [spec.name for spec in self.features.text or []]
 
     @property
     def source_tables(self) -> list[str]:

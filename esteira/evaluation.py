@@ -81,6 +81,7 @@ def score(
             "precision": float(skm.precision_score(y, pred, zero_division=0)),
             "recall": float(skm.recall_score(y, pred, zero_division=0)),
             "accuracy": float(skm.accuracy_score(y, pred)),
+            "macro_f1": float(skm.f1_score(y, pred, average="macro", zero_division=0)),
             "positive_rate": float(y.mean()),
             "rows": float(len(y)),
             "expected_cost": view["chosen"]["expected_cost"],

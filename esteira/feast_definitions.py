@@ -8,7 +8,8 @@ A use case's ``definitions.py`` calls :func:`build` with its contract; every nam
   ``calendar``, ``static``, ``events``), on ``<sources root>/<table>.parquet``, its source
   from :func:`data_source` (``FileSource`` or ``SparkSource``, by ``features.engine``);
 * one ``OnDemandFeatureView`` for the ``on_demand`` features (request values, alone or
-  against a stored feature), whose UDF source is generated with the names written in;
+  against a stored feature) and the ``text`` features (request-time text, as sent), whose
+  UDF source is generated with the names written in;
 * one ``FeatureService`` with all of them.
 """
 
@@ -73,6 +74,9 @@ def on_demand_source(c: Contract) -> str:
                 f" for v, m, s in zip({x}, inputs[{spec.feature!r}], inputs[{spec.scale!r}])]"
             )
         lines.append(f"        {spec.name!r}: {expr},")
+    for text in c.features.text or []:  # request-time text, as sent
+        expr = f"[None if v is None else str(v) for v in inputs[{text.request!r}]]"
+        lines.append(f"        {text.name!r}: {expr},")
     return "\n".join([*lines, "    }", ""])
 
 
@@ -187,12 +191,14 @@ def build(
     odfvs = []
     request = None
     if c.request:
+        texts = set(c.text_requests)
         request = RequestSource(
-            name="request_values", schema=[Field(name=n, dtype=Float64) for n in c.request]
+            name="request_values",
+            schema=[Field(name=n, dtype=String if n in texts else Float64) for n in c.request],
         )
-    if f.on_demand:
+    if f.on_demand or f.text:
         assert request is not None
-        needed = {n for s in f.on_demand for n in (s.feature, s.scale) if n}
+        needed = {n for s in f.on_demand or [] for n in (s.feature, s.scale) if n}
         owners = [v for v in views.values() if any(fl.name in needed for fl in v.schema)]
         sources: list[Any] = [v[[fl.name for fl in v.schema if fl.name in needed]] for v in owners]
         source = on_demand_source(c)
@@ -202,7 +208,10 @@ def build(
             OnDemandFeatureView(
                 name=ON_DEMAND_VIEW,
                 sources=[*sources, request],
-                schema=floats([s.name for s in f.on_demand]),
+                schema=[
+                    *floats([s.name for s in f.on_demand or []]),
+                    *[Field(name=t.name, dtype=String) for t in f.text or []],
+                ],
                 mode="python",
                 udf=namespace["request_features"],
                 udf_string=source,

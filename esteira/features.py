@@ -227,7 +227,7 @@ def label_frame(
     less correlated. ``data_end``: the newest timestamp of the whole data when ``raw`` is a
     block of it (default: ``raw``'s own).
     """
-    if c.label.kind == "value":
+    if c.label.kind in ("value", "class"):
         return _value_labels(raw, c, sample_every_hours)
     frame = _sorted(raw, c)
     ts = frame[c.timestamp]
@@ -253,8 +253,7 @@ def label_frame(
     out = pd.DataFrame({k: joined[k].to_numpy() for k in c.keys})
     out[EVENT_TS] = joined[c.timestamp].to_numpy()
     out[c.label.name] = label.to_numpy(dtype=np.int64)
-    for name, column in c.request.items():
-        out[name] = joined[column].to_numpy(dtype="float64")
+    _request_values(out, joined, c)
     return out.sort_values([EVENT_TS, *c.keys], kind="stable").reset_index(drop=True)
 
 
@@ -266,20 +265,32 @@ def entity_frame(
 
     An ``event`` label's row is at its raw row's time. A ``value`` label's row is at the
     raw row's time + available_after - horizon, the moment its value is ``horizon`` ahead,
-    with that row's request-time values (planned ahead, e.g. price, promotion).
+    with that row's request-time values (planned ahead, e.g. price, promotion). A ``class``
+    label's row is every raw row, at its time, with its own label (no sampling: each row,
+    e.g. a document, is a prediction of its own).
     """
     frame = _sorted(raw, c)
-    rows = frame.loc[_sample(frame, c, every_hours)]
+    rows = frame if c.label.kind == "class" else frame.loc[_sample(frame, c, every_hours)]
     shift = pd.Timedelta(0)
     if c.label.kind == "value":
         shift = pd.Timedelta(hours=c.available_after_hours - c.label.horizon_hours)
     out = pd.DataFrame({k: rows[k].to_numpy() for k in c.keys})
     out[EVENT_TS] = (rows[c.timestamp] + shift).to_numpy()
     if label:
-        out[c.label.name] = rows[c.label.source].to_numpy(dtype="float64")
-    for name, column in c.request.items():
-        out[name] = rows[column].to_numpy(dtype="float64")
+        dtype = "int64" if c.label.kind == "class" else "float64"
+        out[c.label.name] = rows[c.label.source].to_numpy(dtype=dtype)
+    _request_values(out, rows, c)
     return out.sort_values([EVENT_TS, *c.keys], kind="stable").reset_index(drop=True)
+
+
+def _request_values(out: pd.DataFrame, rows: pd.DataFrame, c: Contract) -> None:
+    """The request-time values of ``rows`` into ``out``: numbers as floats, text as str."""
+    texts = set(c.text_requests)
+    for name, column in c.request.items():
+        if name in texts:
+            out[name] = rows[column].astype(object).to_numpy()
+        else:
+            out[name] = rows[column].to_numpy(dtype="float64")
 
 
 def _value_labels(raw: pd.DataFrame, c: Contract, sample_every_hours: int) -> pd.DataFrame:

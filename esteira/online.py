@@ -92,6 +92,7 @@ class OnlineFeatures:
         self._refs: list[str] = []
         self._stored: list[list[str]] = []  # per stored view, the features read from it
         self._requests: list[str] = []
+        self._texts: set[str] = set()  # request fields that are text (String), not numbers
         for projection in service.feature_view_projections:
             names = [f.name for f in projection.features]
             self._refs += [f"{projection.name_to_use()}:{n}" for n in names]
@@ -101,6 +102,7 @@ class OnlineFeatures:
                 continue
             for source in odfv.source_request_sources.values():
                 self._requests += [f.name for f in source.schema if f.name not in self._requests]
+                self._texts |= {f.name for f in source.schema if _is_text(f.dtype)}
         self._names = [ref.split(":", 1)[1] for ref in self._refs]
         self._direct = _DirectRead.build(self.store, service, odfvs) if path == DIRECT else None
         self.path = DIRECT if self._direct is not None else SDK
@@ -152,6 +154,11 @@ class OnlineFeatures:
         return list(self._requests)
 
     @property
+    def text_fields(self) -> list[str]:
+        """The request fields that are free text (the others are numbers)."""
+        return [name for name in self._requests if name in self._texts]
+
+    @property
     def entity_key(self) -> str:
         """The join key of a single-key entity (a composite key has :attr:`entity_keys`)."""
         return self.entity_keys[0]
@@ -200,16 +207,21 @@ class OnlineFeatures:
                     f"has {len(values)} values for {len(entity_ids)} entities",
                     "send one value per entity",
                 )
+            text = name in self._texts
             bad = [
                 i
                 for i, v in enumerate(values)
-                if v is None or (isinstance(v, float) and math.isnan(v))
+                if v is None
+                or (isinstance(v, float) and math.isnan(v))
+                or (text and not isinstance(v, str))
             ]
             if bad:
                 raise MissingRequestValueError(
-                    name, f"is missing for entities at positions {bad}", "send a number"
+                    name,
+                    f"is missing for entities at positions {bad}",
+                    "send a string" if text else "send a number",
                 )
-            rows[name] = [float(v) for v in values]
+            rows[name] = list(values) if text else [float(v) for v in values]
         return rows
 
     def lookup(
@@ -384,6 +396,12 @@ def _service_keys(store: Any, service: Any, odfvs: dict[str, Any]) -> tuple[list
         keys += [c.name for c in view.entity_columns if c.name not in keys]
     keys = keys or [store.list_entities()[0].join_key]
     return keys, {k: "string" if kinds.get(k) == ValueType.STRING else "int" for k in keys}
+
+
+def _is_text(dtype: Any) -> bool:
+    from feast.types import String
+
+    return dtype == String
 
 
 # value kinds Feast converts to Python as the proto field itself

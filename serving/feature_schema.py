@@ -13,13 +13,15 @@ class FeatureSchema:
     """The model's inputs, from registry metadata: ordered names and kinds."""
 
     names: tuple[str, ...]
-    kinds: dict[str, str]  # name -> "float" | "int" | "category"
+    kinds: dict[str, str]  # name -> "float" | "int" | "category" | "text"
     pandas_types: dict[str, str]
     # the entity's join keys (-> "int" | "string"), passed as parameters, never features
     keys: dict[str, str] = field(default_factory=dict)
     # float features that were missing in training rows (the model handles them): null is
     # a missing value, not a client's mistake
     nullable: frozenset[str] = frozenset()
+    # the longest request-time text accepted (serving.max_text_chars; the predictor sets it)
+    max_text_chars: int = 5000
 
     @classmethod
     def from_metadata(
@@ -35,12 +37,15 @@ class FeatureSchema:
         types = dict(metadata.get("feature_types") or {})
         categorical = set(metadata.get("categorical_features") or ())
         kinds = {n: _kind(types.get(n, "float64"), n in categorical) for n in names}
+        kinds |= {n: "text" for n in metadata.get("text_features") or () if n in kinds}
         keys = dict(metadata.get("entity_keys") or keys or {})
         nullable = frozenset(metadata.get("nullable_features") or ()) & set(names)
         return cls(names, kinds, {n: types.get(n, "float64") for n in names}, keys, nullable)
 
     def datatype(self, name: str) -> str:
-        return {"float": "FP64", "int": "INT64", "category": "BYTES"}[self.kinds[name]]
+        return {"float": "FP64", "int": "INT64", "category": "BYTES", "text": "BYTES"}[
+            self.kinds[name]
+        ]
 
     def describe(self) -> str:
         return ", ".join(self.names)

@@ -44,7 +44,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,7 @@ from serving.entity_keys import parse_parameter, plural
 from serving.fast_model import verified_array_path
 from serving.feature_schema import FeatureSchema
 from serving.prediction_logger import PredictionLogger, Record
+from serving.text_input import text_column
 from serving.v2_codec import check_outputs, requested_names, respond, tensor_values
 
 log = logging.getLogger(__name__)
@@ -116,12 +117,20 @@ def _finite(value: float) -> bool:
 
 
 def convert_column(
-    values: list[Any], kind: str, where: Callable[[int], str], *, nullable: bool = False
+    values: list[Any],
+    kind: str,
+    where: Callable[[int], str],
+    *,
+    nullable: bool = False,
+    max_text: int = 5000,
 ) -> list[Any]:
     """Values of one feature, checked and as the model takes them (str, float or int);
     InvalidInput naming ``where(row)``. Plain finite numbers take a short path. A
     ``nullable`` float feature (missing in training, handled by the model) takes null and
-    NaN as a missing value."""
+    NaN as a missing value. A ``text`` feature: non-blank UTF-8 of at most ``max_text``
+    characters (:mod:`serving.text_input`)."""
+    if kind == "text":
+        return text_column(values, where, max_text)
     if nullable and kind == "float":
         values = [math.nan if v is None or (type(v) is float and v != v) else v for v in values]
         return [
@@ -254,7 +263,11 @@ def parse_v1(body: Any, schema: FeatureSchema, max_batch: int) -> Parsed:
     raw = _v1_columns(instances, schema)
     columns = {
         name: convert_column(
-            raw[name], schema.kinds[name], _v1_where(name), nullable=name in schema.nullable
+            raw[name],
+            schema.kinds[name],
+            _v1_where(name),
+            nullable=name in schema.nullable,
+            max_text=schema.max_text_chars,
         )
         for name in schema.names
     }
@@ -335,7 +348,11 @@ def parse_v2(request: InferRequest, schema: FeatureSchema, max_batch: int) -> Pa
                 "every input needs the same number of rows"
             )
         columns[name] = convert_column(
-            values, schema.kinds[name], _v2_where(name), nullable=name in schema.nullable
+            values,
+            schema.kinds[name],
+            _v2_where(name),
+            nullable=name in schema.nullable,
+            max_text=schema.max_text_chars,
         )
     params = _parse_parameters(request.parameters, rows or 0, "parameters", schema.keys)
     parsed = Parsed(columns, rows or 0, **params)
@@ -348,7 +365,12 @@ def _v2_values(tensor: Any, schema: FeatureSchema, name: str) -> tuple[list[Any]
     where = f"inputs[{name!r}]"
     kind = schema.kinds[name]
     datatype = (tensor.datatype or "").upper()
-    allowed = {"float": FLOAT_TYPES, "int": INT_TYPES + ("FP64", "FP32"), "category": ("BYTES",)}
+    allowed = {
+        "float": FLOAT_TYPES,
+        "int": INT_TYPES + ("FP64", "FP32"),
+        "category": ("BYTES",),
+        "text": ("BYTES",),
+    }
     if datatype not in allowed[kind]:
         raise InvalidInput(
             f"{where}.datatype: {datatype or 'missing'} is not accepted for this {kind} feature; "
@@ -472,6 +494,7 @@ class Predictor(Model):
             version = registry.get(self.ref)
             data = registry.read_file(version.version, MODEL_FILE)
         schema = FeatureSchema.from_metadata(version.metadata, self._contract_keys())
+        schema = replace(schema, max_text_chars=self.settings.serving.max_text_chars)
         self.scorer = Scorer(load_model(data), schema, version.metadata)
         self.schema = schema
         self.version = version.version

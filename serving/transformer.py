@@ -10,8 +10,9 @@ V1 ``POST /v1/models/<name>:predict``::
 
 V2 ``POST /v2/models/<name>/infer`` (REST, and gRPC when enabled): one input per join
 key (INT64 for an integer key, BYTES for a string key, shape [n]) and one FP64 input per
-request-time value, typed or raw (binary); the V2 metadata lists them, from the
-contract. Answers take the request's encoding (:mod:`serving.v2_codec`).
+request-time value (BYTES, UTF-8, for a text value: the contract's ``features.text``; over
+V1 a JSON string), typed or raw (binary); the V2 metadata lists them, from the
+contract. Text is checked by :mod:`serving.text_input` (empty, too long, not UTF-8: 400). Answers take the request's encoding (:mod:`serving.v2_codec`).
 
 For each request the transformer reads the feature vectors with
 :class:`esteira.online.OnlineFeatures` (feature service order, as in training),
@@ -52,6 +53,7 @@ from esteira.errors import EsteiraError
 from serving.entity_keys import DATATYPES, encode_parameter, key_value, plural
 from serving.predictor import json_body
 from serving.stock import STOCK_RUNTIME, read_stock_answer, stock_request
+from serving.text_input import text_value
 from serving.upstream import Upstream, UpstreamProtocolError
 from serving.v2_codec import check_outputs, contract_signature, respond, tensor_values
 
@@ -117,12 +119,24 @@ def _check_rows(rows: int, where: str, max_batch: int) -> None:
 Columns = dict[str, list[Any]]
 
 
+def _request_value(value: Any, where: str, text: bool, max_text: int) -> Any:
+    """A request-time value: a number, or for a text field a checked string."""
+    return text_value(value, where, max_text) if text else _number(value, where)
+
+
 def parse_v1(
-    body: Any, keys: dict[str, str], fields: list[str], max_batch: int
+    body: Any,
+    keys: dict[str, str],
+    fields: list[str],
+    max_batch: int,
+    *,
+    text: frozenset[str] | set[str] = frozenset(),
+    max_text: int = 5000,
 ) -> tuple[Columns, Columns]:
     """``{"instances": [{<join keys>, <request fields>}]}`` -> (key columns, request values).
 
-    ``keys``: each join key and its kind (``int`` or ``string``)."""
+    ``keys``: each join key and its kind (``int`` or ``string``); ``text``: the request
+    fields that are text (a JSON string, at most ``max_text`` characters)."""
     body = json_body(body)
     if not isinstance(body, dict):
         raise InvalidInput('body: expected a JSON object {"instances": [...]}')
@@ -150,15 +164,22 @@ def parse_v1(
         for key, kind in keys.items():
             ids[key].append(key_value(row[key], kind, f"instances[{i}].{key}"))
         for name in fields:
-            values[name].append(_number(row[name], f"instances[{i}].{name}"))
+            where = f"instances[{i}].{name}"
+            values[name].append(_request_value(row[name], where, name in text, max_text))
     return ids, values
 
 
 def parse_v2(
-    request: InferRequest, keys: dict[str, str], fields: list[str], max_batch: int
+    request: InferRequest,
+    keys: dict[str, str],
+    fields: list[str],
+    max_batch: int,
+    *,
+    text: frozenset[str] | set[str] = frozenset(),
+    max_text: int = 5000,
 ) -> tuple[Columns, Columns]:
-    """Inputs: one per join key (INT64 or BYTES) and per request field (FP64) -> (key
-    columns, request values)."""
+    """Inputs: one per join key (INT64 or BYTES) and per request field (FP64, or BYTES for
+    a text field) -> (key columns, request values)."""
     inputs = {t.name: t for t in request.inputs}
     wanted = [*keys, *fields]
     unknown = sorted(set(inputs) - set(wanted))
@@ -167,7 +188,8 @@ def parse_v2(
         raise InvalidInput(
             f"inputs: expected exactly {wanted} (one each); missing {missing}, unknown {unknown}"
         )
-    columns = {name: _tensor_values(inputs[name], keys.get(name, "float")) for name in wanted}
+    kinds = {**{n: "text" if n in text else "float" for n in fields}, **keys}
+    columns = {name: _tensor_values(inputs[name], kinds[name]) for name in wanted}
     first = wanted[0]
     rows = len(columns[first])
     _check_rows(rows, f"inputs[{first!r}].shape", max_batch)
@@ -181,13 +203,21 @@ def parse_v2(
         for k, kind in keys.items()
     }
     values = {
-        n: [_number(v, f"inputs[{n!r}].data[{i}]") for i, v in enumerate(columns[n])]
+        n: [
+            _request_value(v, f"inputs[{n!r}].data[{i}]", n in text, max_text)
+            for i, v in enumerate(columns[n])
+        ]
         for n in fields
     }
     return ids, values
 
 
-ACCEPTED = {"int": ("INT64", "INT32"), "string": ("BYTES",), "float": ("FP64", "FP32")}
+ACCEPTED = {
+    "int": ("INT64", "INT32"),
+    "string": ("BYTES",),
+    "float": ("FP64", "FP32"),
+    "text": ("BYTES",),
+}
 
 
 def _tensor_values(tensor: Any, kind: str) -> list[Any]:
@@ -284,6 +314,8 @@ class Transformer(Model):
         self.predictor_url = host.rstrip("/")
         self.timeout = settings.serving.timeout_seconds
         self.max_batch = settings.serving.max_batch
+        self.max_text = settings.serving.max_text_chars
+        self.text_fields: frozenset[str] = frozenset()  # request fields that are text
         self.online = online
         self.failure: str | None = None
         self.classifier = True  # from the contract's label at load
@@ -315,6 +347,7 @@ class Transformer(Model):
                 self.online = OnlineFeatures(self.settings)
             self.names = self.online.feature_names
             self.fields = self.online.request_fields
+            self.text_fields = frozenset(self.online.text_fields)
             self.keys = dict(self.online.entity_types)  # join key -> int | string
             self.ready, self.failure = True, None
         except EsteiraError as exc:
@@ -359,11 +392,12 @@ class Transformer(Model):
         self, payload: dict | InferRequest, headers: dict[str, str] | None = None
     ) -> dict | InferResponse:
         is_v2 = isinstance(payload, InferRequest)
+        text = {"text": self.text_fields, "max_text": self.max_text}
         if is_v2:
-            ids, request_values = parse_v2(payload, self.keys, self.fields, self.max_batch)
+            ids, request_values = parse_v2(payload, self.keys, self.fields, self.max_batch, **text)
             check_outputs(payload, [o["name"] for o in self.get_output_types()])
         else:
-            ids, request_values = parse_v1(payload, self.keys, self.fields, self.max_batch)
+            ids, request_values = parse_v1(payload, self.keys, self.fields, self.max_batch, **text)
         rows = len(next(iter(ids.values())))
         features = self._lookup(ids, request_values)
         stamp = datetime.now(UTC).isoformat()

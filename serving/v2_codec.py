@@ -263,7 +263,10 @@ def contract_signature(contract: Any) -> tuple[list[dict[str, Any]], list[dict[s
         return CONTRACT_DATATYPES.get(contract.columns[column].dtype, "BYTES")
 
     keys = [tensor_spec(key, datatype(key)) for key in contract.keys]
-    inputs = keys + [tensor_spec(n, datatype(column)) for n, column in contract.request.items()]
+    inputs = keys + [
+        tensor_spec(n, "BYTES" if n in contract.text_requests else datatype(column))
+        for n, column in contract.request.items()
+    ]
     if contract.task == "classification":
         answer = [tensor_spec("prediction", "INT64"), tensor_spec("probability", "FP64")]
     else:

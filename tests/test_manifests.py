@@ -201,7 +201,7 @@ def test_missing_kserve_schemas_is_a_clear_error(
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_workload_is_hardened(rendered: dict[str, list[Obj]], overlay: str) -> None:
     workloads = list(pod_specs(rendered[overlay]))
-    assert len(workloads) == 6  # feature server, redis, and each model's predictor and transformer
+    assert len(workloads) == 8  # feature server, redis, and each model's predictor and transformer
     for label, pod, containers in workloads:
         pod_sc = pod.get("securityContext", {})
         assert pod_sc.get("runAsNonRoot") is True, label

@@ -11,6 +11,9 @@ diluted by correlated derived features: a recalibrated voltage sensor moves 6 of
 39 features (every volt mean/min/max) by a PSI of 1 to 5, a 15% share, yet it
 invalidates what the model learnt about voltage.
 
+Request-time text (``features.text``) is compared through its length and out-of-vocabulary
+rate, beside the mix of predicted classes (``esteira/text_drift.py``).
+
 Calendar features (``features.calendar``: day of week, month, day of year, ...) are
 functions of the clock, so any later period differs from the training window in them:
 they are left out of the comparison.
@@ -44,6 +47,11 @@ def drift_check(settings: Settings, current: pd.DataFrame) -> tuple[DriftReport,
     registry, version = _production(settings)
     reference = json.loads(registry.read_file(version.version, REFERENCE_FILE))
     features = monitored_features(settings, list(version.metadata["feature_names"]))
+    text = list(version.metadata.get("text_features") or [])
+    if text:  # text as its signals, and the mix of predicted classes (esteira/text_drift.py)
+        from esteira.text_drift import current_frame
+
+        current, features = current_frame(current, features, text, reference)
     report = compare(reference, current, settings.monitoring, features)
     title = f"Data drift: {registry.name} v{version.version} ({len(current)} logged rows)"
     return report, render_drift_html(report, title)

@@ -13,6 +13,7 @@ when a metric the gate cares about (``gate.compare_metric`` and every
 (absolute). With fewer than ``min_positives`` labelled positives the comparison is
 not made (``status="insufficient_labels"``): a handful of failures says nothing.
 
+A ``class`` label is the logged row's own label, known once its raw row arrived.
 A regression's prediction at t is of a value that arrives later (the raw row it forecast,
 :func:`esteira.features.entity_frame`). Its live metrics are MAE, RMSE, WAPE and MASE
 against the seasonal-naive forecast of the same rows (``esteira.regression``), overall
@@ -56,6 +57,8 @@ def attach_labels(predictions: pd.DataFrame, raw: pd.DataFrame, contract: Contra
     """
     if contract.label.kind == "value":
         return _attach_values(predictions, raw, contract)
+    if contract.label.kind == "class":
+        return _attach_classes(predictions, raw, contract)
     keys, ts = contract.keys, contract.timestamp
     horizon = pd.Timedelta(hours=contract.label.horizon_hours)
     stamps = _utc(raw[ts])
@@ -104,6 +107,22 @@ def _attach_values(predictions: pd.DataFrame, raw: pd.DataFrame, c: Contract) ->
     return joined.sort_values([EVENT_TS, *keys], kind="stable").reset_index(drop=True)
 
 
+def _attach_classes(predictions: pd.DataFrame, raw: pd.DataFrame, c: Contract) -> pd.DataFrame:
+    """A ``class`` label: the raw row's own label, once it arrived (e.g. a reviewer's rating
+    turned into a label), joined on the keys and the row's time."""
+    keys, label = c.keys, c.label.name
+    actual = pd.DataFrame({k: raw[k].to_numpy() for k in keys})
+    actual[EVENT_TS] = _utc(raw[c.timestamp]).to_numpy()
+    actual[label] = raw[c.label.source].to_numpy(dtype="int64")
+    actual = actual.drop_duplicates([*keys, EVENT_TS], keep="last")
+    rows = predictions.assign(**{EVENT_TS: _utc(predictions[EVENT_TS])})
+    actual = actual.astype({k: rows[k].dtype for k in keys})
+    joined = rows.drop(columns=[label], errors="ignore").merge(
+        actual, on=[*keys, EVENT_TS], how="inner"
+    )
+    return joined.sort_values([EVENT_TS, *keys], kind="stable").reset_index(drop=True)
+
+
 def classification_metrics(
     y: np.ndarray, proba: np.ndarray, pred: np.ndarray, costs: tuple[float, float] | None = None
 ) -> dict[str, Any]:
@@ -124,6 +143,10 @@ def classification_metrics(
         "precision": float(skm.precision_score(y, pred, zero_division=0)),
         "recall": float(skm.recall_score(y, pred, zero_division=0)),
         "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "accuracy": float(skm.accuracy_score(y, pred)) if len(y) else None,
+        "macro_f1": float(skm.f1_score(y, pred, average="macro", zero_division=0))
+        if len(y)
+        else None,
     }
 
 

@@ -62,6 +62,7 @@ def register_model(
         "label": info["label"],
         "feature_names": features,
         "categorical_features": info["categorical"],
+        "text_features": info.get("text", []),
         "feature_types": {c: str(t) for c, t in training.dtypes.items()},
         "feature_service": training_meta.get("feature_service", settings.features.feature_service),
         # the join keys the predictor takes as parameters
@@ -89,8 +90,17 @@ def register_model(
     for key in ("decision_threshold", "threshold_policy", "threshold_choice"):
         if info.get(key) is not None:
             metadata[key] = info[key]
-    reference = summarize_reference(training, features)
-    del training
+    profiled, profiled_features, extra = training, features, {}
+    if info.get("text"):  # text drifts by length, vocabulary and predicted classes
+        from esteira.safe_load import load_model
+        from esteira.text_drift import reference_additions
+
+        model = load_model(Path(model_dir) / MODEL_FILE)
+        profiled, profiled_features, extra = reference_additions(
+            model, training, features, info["text"]
+        )
+    reference = summarize_reference(profiled, profiled_features) | extra
+    del training, profiled
     files = {
         MODEL_FILE: (Path(model_dir) / MODEL_FILE).read_bytes(),
         "reference.json": json.dumps(reference, sort_keys=True).encode(),

@@ -35,11 +35,18 @@ def search_trials(batch: dict, training_set: Input[Dataset], predictions: Output
         # body the loop item in place of any other upstream task's parameter
         settings = settings_from_json(batch["config"])
         trials = [coerce_trial(t, space_for(settings.model)) for t in batch["trials"]]
-        label = load_contract(settings.features.repo_path).label
+        contract = load_contract(settings.features.repo_path)
+        label = contract.label
         frame = read_parquet(training_set.path)
         features = list(training_set.metadata["feature_names"])
         results, folds = run_trials(
-            frame, trials, features, label.name, settings.model, purge_hours=label.horizon_hours
+            frame,
+            trials,
+            features,
+            label.name,
+            settings.model,
+            purge_hours=label.horizon_hours,
+            text=contract.text_features,
         )
         oof_frame(folds, results, label.name).to_parquet(predictions.path, index=False)
         for r in results:

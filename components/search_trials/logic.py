@@ -130,19 +130,27 @@ def trial_settings(cfg: ModelSettings, params: dict[str, Any]) -> ModelSettings:
 
 
 def run_trial(
-    folds: Folds, trial: Trial, feature_names: list[str], label: str, cfg: ModelSettings
+    folds: Folds,
+    trial: Trial,
+    feature_names: list[str],
+    label: str,
+    cfg: ModelSettings,
+    text: list[str] | tuple[str, ...] = (),
 ) -> TrialResult:
-    """Fit and score one trial on every fold, on one thread."""
+    """Fit and score one trial on every fold, on one thread (``text``: the text features)."""
     window = folds.window
-    categorical = [c for c in feature_names if not pd.api.types.is_numeric_dtype(window[c])]
-    numeric = [c for c in feature_names if c not in categorical]
+    text = [c for c in feature_names if c in text]
+    categorical = [
+        c for c in feature_names if not pd.api.types.is_numeric_dtype(window[c]) and c not in text
+    ]
+    numeric = [c for c in feature_names if c not in categorical and c not in text]
     settings = trial_settings(cfg, trial.params)
     metric = metric_for(cfg)
     scores, oof, fit_seconds = [], [], 0.0
     X, y = window[feature_names], window[label].to_numpy()
     with threadpool_limits(limits=1):
         for fit, val in folds.splits:
-            model = build_pipeline(settings, numeric, categorical)
+            model = build_pipeline(settings, numeric, categorical, text)
             estimator = model.named_steps["estimator"]
             if "n_jobs" in estimator.get_params():
                 estimator.set_params(n_jobs=1)
@@ -167,6 +175,7 @@ def run_trials(
     *,
     timestamp: str = "event_timestamp",
     purge_hours: float = 0.0,
+    text: list[str] | tuple[str, ...] = (),
 ) -> tuple[list[TrialResult], Folds]:
     """Every trial of a batch on the same folds of ``frame``'s training window."""
     missing = [c for c in [*feature_names, label, timestamp] if c not in frame.columns]
@@ -183,7 +192,7 @@ def run_trials(
         timestamp=timestamp,
         purge_hours=purge_hours,
     )
-    return [run_trial(folds, t, feature_names, label, cfg) for t in trials], folds
+    return [run_trial(folds, t, feature_names, label, cfg, text) for t in trials], folds
 
 
 def oof_frame(

@@ -11,11 +11,12 @@ unpickles an allowlist of sklearn/numpy/scipy/pandas classes) can serve it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -36,12 +37,14 @@ class TrainResult:
     parameters: dict[str, Any]
     split_time: str
     threshold: ThresholdChoice | None = None  # classification only
+    text: list[str] = field(default_factory=list)  # request-time text features
 
     def info(self, label: str, cfg: ModelSettings) -> dict[str, Any]:
         """``training.json``: what evaluate and register read beside the model."""
         info: dict[str, Any] = {
             "feature_names": self.feature_names,
             "categorical": self.categorical,
+            "text": self.text,
             "label": label,
             "task": cfg.task,
             "family": cfg.family,
@@ -67,19 +70,32 @@ def make_estimator(cfg: ModelSettings) -> Any:
     return cls(**params)
 
 
-def build_pipeline(cfg: ModelSettings, numeric: list[str], categorical: list[str]) -> Pipeline:
-    scale = cfg.family == "logistic_regression"
-    prep = ColumnTransformer(
-        [
-            ("numeric", StandardScaler() if scale else "passthrough", numeric),
-            (
-                "categorical",
-                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                categorical,
-            ),
-        ],
-        verbose_feature_names_out=False,
-    )
+# request-time text (the contract's ``features.text``): TF-IDF of words and of characters
+# inside words, which still match a misspelt word; plain scikit-learn, sparse
+TEXT_WORDS = {"ngram_range": (1, 2), "min_df": 2, "sublinear_tf": True, "max_features": 100_000}
+TEXT_CHARS = {"analyzer": "char_wb", "ngram_range": (2, 5), "min_df": 2, "sublinear_tf": True,
+              "max_features": 200_000}  # fmt: skip
+
+
+def build_pipeline(
+    cfg: ModelSettings,
+    numeric: list[str],
+    categorical: list[str],
+    text: list[str] | tuple[str, ...] = (),
+) -> Pipeline:
+    scale = cfg.family == "logistic_regression" or bool(text)
+    blocks: list[tuple[str, Any, Any]] = [
+        ("numeric", StandardScaler() if scale else "passthrough", numeric),
+        (
+            "categorical",
+            OneHotEncoder(handle_unknown="ignore", sparse_output=bool(text)),
+            categorical,
+        ),
+    ]
+    for name in text:  # a column named alone: the vectorizer gets the 1-D column of strings
+        blocks.append((f"{name}_words", TfidfVectorizer(**TEXT_WORDS), name))
+        blocks.append((f"{name}_chars", TfidfVectorizer(**TEXT_CHARS), name))
+    prep = ColumnTransformer(blocks, verbose_feature_names_out=False)
     return Pipeline([("prepare", prep), ("estimator", make_estimator(cfg))])
 
 
@@ -102,8 +118,9 @@ def train_model(
     timestamp: str = "event_timestamp",
     purge_hours: float = 0.0,
     search_predictions: pd.DataFrame | None = None,
+    text: list[str] | tuple[str, ...] = (),
 ) -> TrainResult:
-    """Fit on the training window; a classifier's threshold comes from the search winner's
+    """Fit on the training window (``text``: the features that are free text); a classifier's threshold comes from the search winner's
     out-of-fold predictions when a search ran (``search_predictions``: ``label`` and
     ``prediction`` columns), else from a validation slice at the window's end."""
     missing = [c for c in [*feature_names, label, timestamp] if c not in frame.columns]
@@ -122,8 +139,11 @@ def train_model(
                     f"the {name} split has one class only ({len(part)} rows)",
                     "use more data or a larger data.days",
                 )
-    categorical = [c for c in feature_names if not pd.api.types.is_numeric_dtype(frame[c])]
-    numeric = [c for c in feature_names if c not in categorical]
+    text = [c for c in feature_names if c in text]
+    categorical = [
+        c for c in feature_names if not pd.api.types.is_numeric_dtype(frame[c]) and c not in text
+    ]
+    numeric = [c for c in feature_names if c not in categorical and c not in text]
     choice = None
     if cfg.task == "classification" and search_predictions is not None and len(search_predictions):
         where = f"the search winner's out-of-fold predictions ({len(search_predictions)} rows)"
@@ -135,13 +155,13 @@ def train_model(
         )
     elif cfg.task == "classification":
         choice = choose_on_validation(
-            train, feature_names, label, cfg, numeric, categorical, timestamp, purge_hours
+            train, feature_names, label, cfg, numeric, categorical, timestamp, purge_hours, text
         )
-    model = build_pipeline(cfg, numeric, categorical)
+    model = build_pipeline(cfg, numeric, categorical, text)
     model.fit(train[feature_names], train[label])
     params = {k: v for k, v in model.named_steps["estimator"].get_params().items() if _jsonable(v)}
     return TrainResult(
-        model, train, holdout, feature_names, categorical, params, cut.isoformat(), choice
+        model, train, holdout, feature_names, categorical, params, cut.isoformat(), choice, text
     )
 
 
@@ -154,6 +174,7 @@ def choose_on_validation(
     categorical: list[str],
     timestamp: str,
     purge_hours: float,
+    text: list[str] | tuple[str, ...] = (),
 ) -> ThresholdChoice:
     """The threshold ``cfg.threshold`` picks on the end of the training window.
 
@@ -175,7 +196,7 @@ def choose_on_validation(
                 f"and the rows before it) hold one class only ({len(part)} rows)",
                 "use more data, another validation_fraction, or model.threshold.policy fixed",
             )
-    model = build_pipeline(cfg, numeric, categorical)
+    model = build_pipeline(cfg, numeric, categorical, text)
     model.fit(fit[feature_names], fit[label])
     proba = model.predict_proba(validation[feature_names])[:, 1]
     where = f"validation slice (the last {share} of the training window, {len(validation)} rows)"
@@ -210,13 +231,14 @@ def train_step(
         settings.model,
         purge_hours=contract.label.horizon_hours,
         search_predictions=search_predictions,
+        text=contract.text_features,
     )
     info = result.info(label, settings.model)
     if settings.model.task == "regression":
-        numeric = [f for f in feature_names if f not in result.categorical]
+        numeric = [f for f in feature_names if f not in result.categorical + result.text]
 
         def fit(part: pd.DataFrame) -> Pipeline:
-            pipeline = build_pipeline(settings.model, numeric, result.categorical)
+            pipeline = build_pipeline(settings.model, numeric, result.categorical, result.text)
             return pipeline.fit(part[feature_names], part[label])
 
         info["backtest"] = run_backtest(

@@ -118,19 +118,25 @@ def _sample(settings: Settings) -> tuple[dict[str, Any], dict[str, float]]:
     contract = load_contract(repo_dir(settings))
     keys = contract.keys
     generic = {k: 1 if contract.columns[k].dtype == "int" else "1" for k in keys}
+    texts = set(contract.text_requests)
+    # valid request values when no raw row is at hand: zero, or a sentence for a text value
+    fallback = {n: "It works as described." if n in texts else 0.0 for n in contract.request}
     try:
         table = read_parquet(source_uri(settings, contract.source_tables[0]), columns=keys)
         first = table.sort_values(keys).iloc[0]
         entity = {k: first[k].item() if hasattr(first[k], "item") else first[k] for k in keys}
     except Exception:  # S3 sources or a missing file: a generic sample still works
-        return generic, {name: 0.0 for name in contract.request}
-    values = {name: 0.0 for name in contract.request}
+        return generic, fallback
+    values = fallback
     try:
         columns = [*keys, contract.timestamp, *contract.request.values()]
         raw = read_parquet(resolve_path(settings.data.source_uri), columns=columns)
         mine = raw.loc[(raw[keys] == pd.Series(entity)).all(axis=1)]
         newest = mine.sort_values(contract.timestamp).iloc[-1]
-        values = {n: round(float(newest[c]), 3) for n, c in contract.request.items()}
+        values = {
+            n: str(newest[c]) if n in texts else round(float(newest[c]), 3)
+            for n, c in contract.request.items()
+        }
     except Exception:  # the raw data elsewhere (S3, DVC): zeros are valid request values
         pass
     return entity, values
@@ -147,8 +153,10 @@ def endpoints(settings: Settings, version: Any, entity: dict[str, Any], values: 
         for k, v in entity.items()
     ]  # fmt: skip
     v2_inputs += [
-        {"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in values.items()
-    ]
+        {"name": k, "shape": [1], "datatype": "BYTES" if isinstance(v, str) else "FP64",
+         "data": [v]}
+        for k, v in values.items()
+    ]  # fmt: skip
     return {
         "model_name": name,
         "model_version": version.version,
