@@ -215,7 +215,8 @@ def parse_v2(
 ACCEPTED = {
     "int": ("INT64", "INT32"),
     "string": ("BYTES",),
-    "float": ("FP64", "FP32"),
+    # a number: the metadata advertises the raw column's datatype (INT64 for an int column)
+    "float": ("FP64", "FP32", "INT64", "INT32"),
     "text": ("BYTES",),
 }
 

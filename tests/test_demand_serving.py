@@ -178,6 +178,25 @@ def test_a_batch_echoes_both_keys_and_v2_metadata_names_them(world, servers) -> 
     assert outputs == {"store_id": "INT64", "item_id": "INT64", "prediction": "FP64"}
 
 
+def test_a_v2_request_typed_as_the_metadata_says_is_answered(world, servers) -> None:
+    """A generic V2 client types each input as GET /v2/models/<name> advertises (the int
+    promotion flag as INT64): the transformer takes what it advertises."""
+    url = f"http://127.0.0.1:{servers['transformer']}"
+    name = world["settings"].model.name
+    entities = world["entities"][:2]
+    meta = httpx.get(f"{url}/v2/models/{name}").json()
+    inputs = [
+        {"name": i["name"], "shape": [len(entities)], "datatype": i["datatype"],
+         "data": [e[i["name"]] for e in entities]}
+        for i in meta["inputs"]
+    ]  # fmt: skip
+    assert {i["name"]: i["datatype"] for i in inputs}["promo"] == "INT64"
+    answer = httpx.post(f"{url}/v2/models/{name}/infer", json={"inputs": inputs})
+    assert answer.status_code == 200, answer.text
+    got = {o["name"]: o["data"] for o in answer.json()["outputs"]}
+    np.testing.assert_allclose(got["prediction"], _in_process(world, entities), rtol=1e-9)
+
+
 def test_client_mistakes_name_the_key(world, servers) -> None:
     url = f"http://127.0.0.1:{servers['transformer']}"
     name = world["settings"].model.name
