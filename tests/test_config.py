@@ -133,9 +133,9 @@ def test_an_unknown_use_case_is_one_line_naming_the_ones_there_are(monkeypatch) 
     with pytest.raises(ConfigError) as err:
         load_settings()
     assert err.value.message.startswith("use_case: no use case 'nope'")
-    assert "demand_forecasting, predictive_maintenance" in err.value.message
+    assert "demand_forecasting, predictive_maintenance, sentiment_analysis" in err.value.message
     monkeypatch.setenv("ESTEIRA_USE_CASE", "demand-forecast")  # a use case's model name
     settings = load_settings()
-    assert settings.use_case == "demand_forecasting" and settings.data.generator["stores"] == 50
+    assert settings.use_case == "demand_forecasting" and settings.data.generator["stores"] == 10
     monkeypatch.delenv("ESTEIRA_USE_CASE")
     assert Settings().use_case == "predictive_maintenance"  # the default (usecases.yaml)
