@@ -224,3 +224,5 @@ def test_the_lean_train_step_fits_the_very_model_of_the_whole_frame_code(lean_an
     y = holdout[info["label"]]
     assert roc_auc_score(y, lean_proba) == pytest.approx(roc_auc_score(y, proba), abs=1e-9)
     assert info["training_rows"] + len(holdout) < len(built.frame)  # the purge gap is out
+    assert len(result.train) == info["training_rows"]  # copied only when asked
+    assert result.train.event_timestamp.max() < holdout.event_timestamp.min()

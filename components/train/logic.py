@@ -11,7 +11,7 @@ unpickles an allowlist of sklearn/numpy/scipy/pandas classes) can serve it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,16 @@ class TrainResult:
     parameters: dict[str, Any]
     split_time: str
     threshold: ThresholdChoice | None = None  # classification only
+    # the training set and its training-window rows, for ``train`` (never copied by the fits)
+    source: pd.DataFrame | None = field(default=None, repr=False)
+    train_mask: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def train(self) -> pd.DataFrame:
+        """The training window's rows with every column: a copy made only when asked."""
+        if self.source is None or self.train_mask is None:
+            raise ValueError("this TrainResult keeps no training set")
+        return self.source[self.train_mask]
 
     def info(self, label: str, cfg: ModelSettings) -> dict[str, Any]:
         """``training.json``: what evaluate and register read beside the model."""
@@ -175,7 +185,16 @@ def train_model(
     model = fit_rows(cfg, numeric, categorical, frame, train_rows, feature_names, label)
     params = {k: v for k, v in model.named_steps["estimator"].get_params().items() if _jsonable(v)}
     return TrainResult(
-        model, training_rows, holdout, feature_names, categorical, params, cut.isoformat(), choice
+        model,
+        training_rows,
+        holdout,
+        feature_names,
+        categorical,
+        params,
+        cut.isoformat(),
+        choice,
+        source=frame,
+        train_mask=train_rows,
     )
 
 
