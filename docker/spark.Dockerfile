@@ -26,7 +26,9 @@ RUN uv sync --frozen --no-dev --group spark --no-install-project && sh /tmp/slim
 
 # ---- runtime: Java from Debian, the .venv, the sources; runs as uid 10001 ------------------
 FROM ${BASE_IMAGE}
-RUN apt-get update -qq \
+# slim and minbase bases have no /usr/share/man/man1, where openjdk's postinst links java.1
+RUN mkdir -p /usr/share/man/man1 \
+ && apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       openjdk-17-jre-headless procps tini \
  && rm -rf /var/lib/apt/lists/*

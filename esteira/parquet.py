@@ -166,3 +166,15 @@ def read_parquet_between(
         [p.select(list(columns)) for p in parts], schema=pa.schema(fields)
     ).replace_schema_metadata(schema.metadata)
     return table.to_pandas()
+
+
+def release_unused_memory() -> None:
+    """Give the memory Arrow's pool keeps after a read back to the system.
+
+    A read converts an Arrow table to pandas, and the pool (mimalloc) keeps the table's freed
+    buffers for reuse: right after ``read_parquet`` of a 565 MB training set the process holds
+    about 820 MB more than the frame needs. A step that goes on to other heavy work (the
+    model's fits) calls this once its reads are done."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()

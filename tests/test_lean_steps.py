@@ -167,3 +167,62 @@ def test_narrow_and_windowed_reads_match_read_parquet(tmp_path):
     window = read_parquet_between(path, ["machine_id", "volt"], "timestamp", low, high)
     expected = frame.loc[frame.timestamp.between(low, high), ["machine_id", "volt"]]
     pd.testing.assert_frame_equal(window, expected.reset_index(drop=True))
+
+
+def whole_frame_train(frame, feature_names, label, cfg, purge_hours):
+    """The train step's fits as they were before issue 25: whole-table copies for the split,
+    the threshold's validation slice and each fit. ``(model, hold-out, decision_threshold)``."""
+    from components.train.logic import build_pipeline
+    from esteira.thresholds import choose_threshold
+
+    purge = pd.Timedelta(hours=purge_hours)
+
+    def split(part, fraction):
+        cut = part["event_timestamp"].quantile(1 - fraction)
+        return part[part.event_timestamp <= cut - purge], part[part.event_timestamp > cut]
+
+    train, holdout = split(frame, cfg.test_fraction)
+    categorical = [c for c in feature_names if not pd.api.types.is_numeric_dtype(frame[c])]
+    numeric = [c for c in feature_names if c not in categorical]
+    fit, validation = split(train, cfg.threshold.validation_fraction)
+    model = build_pipeline(cfg, numeric, categorical).fit(fit[feature_names], fit[label])
+    proba = model.predict_proba(validation[feature_names])[:, 1]
+    choice = choose_threshold(validation[label].to_numpy(), proba, cfg.threshold)
+    model = build_pipeline(cfg, numeric, categorical).fit(train[feature_names], train[label])
+    return model, holdout, choice.decision_threshold
+
+
+def test_the_lean_train_step_fits_the_very_model_of_the_whole_frame_code(lean_and_reference):
+    """train takes each fit's feature columns straight from the training set (no copies of
+    the whole table): the same hold-out, threshold and predictions as the copying code."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from components.train.logic import train_step
+
+    case = lean_and_reference
+    built = case["training"][0]
+    # early stopping draws its own validation rows by position: a change of row order shows
+    hyperparameters = {"early_stopping": True, "max_iter": 60}
+    model_cfg = case["settings"].model.model_copy(update={"hyperparameters": hyperparameters})
+    settings = case["settings"].model_copy(update={"model": model_cfg})
+    assert settings.model.family == "gradient_boosting"
+    assert settings.model.threshold.policy != "fixed"  # the validation fit runs too
+    result, info = train_step(built.frame, built.feature_names, case["contract"], settings)
+    model, holdout, threshold = whole_frame_train(
+        built.frame,
+        built.feature_names,
+        info["label"],
+        settings.model,
+        case["contract"].label.horizon_hours,
+    )
+    pd.testing.assert_frame_equal(result.holdout, holdout, check_exact=True)
+    assert info["decision_threshold"] == threshold
+    lean_proba = result.model.predict_proba(holdout[built.feature_names])[:, 1]
+    proba = model.predict_proba(holdout[built.feature_names])[:, 1]
+    np.testing.assert_array_equal(lean_proba, proba)
+    y = holdout[info["label"]]
+    assert roc_auc_score(y, lean_proba) == pytest.approx(roc_auc_score(y, proba), abs=1e-9)
+    assert info["training_rows"] + len(holdout) < len(built.frame)  # the purge gap is out
+    assert len(result.train) == info["training_rows"]  # copied only when asked
+    assert result.train.event_timestamp.max() < holdout.event_timestamp.min()

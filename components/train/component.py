@@ -29,7 +29,7 @@ def train(
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
     from esteira.kfp_support import guarded, write_json
-    from esteira.parquet import read_parquet
+    from esteira.parquet import read_parquet, release_unused_memory
     from esteira.safe_load import dump_model
 
     with guarded("train"):
@@ -40,6 +40,7 @@ def train(
         oof = None
         if search_predictions.metadata.get("search"):
             oof = read_parquet(search_predictions.path)
+        release_unused_memory()  # the reads' Arrow buffers, before the fits
         result, info = train_step(frame, features, contract, settings, search_predictions=oof)
         os.makedirs(model.path, exist_ok=True)
         Path(model.path, "model.joblib").write_bytes(dump_model(result.model))
@@ -52,7 +53,7 @@ def train(
             model.metadata["threshold_policy"] = result.threshold.policy
         result.holdout.to_parquet(holdout.path, index=False)
         print(
-            f"trained {settings.model.family} on {len(result.train)} rows; hold-out {len(result.holdout)} rows"
+            f"trained {settings.model.family} on {result.training_rows} rows; hold-out {len(result.holdout)} rows"
         )
         if result.threshold is not None:
             t = result.threshold

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -30,7 +31,7 @@ from esteira.thresholds import ThresholdChoice, choose_threshold
 @dataclass
 class TrainResult:
     model: Pipeline
-    train: pd.DataFrame
+    training_rows: int  # the training window's rows (the purge gap left out)
     holdout: pd.DataFrame
     feature_names: list[str]
     categorical: list[str]
@@ -38,6 +39,16 @@ class TrainResult:
     split_time: str
     threshold: ThresholdChoice | None = None  # classification only
     text: list[str] = field(default_factory=list)  # request-time text features
+    # the training set and its training-window rows, for ``train`` (never copied by the fits)
+    source: pd.DataFrame | None = field(default=None, repr=False)
+    train_mask: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def train(self) -> pd.DataFrame:
+        """The training window's rows with every column: a copy made only when asked."""
+        if self.source is None or self.train_mask is None:
+            raise ValueError("this TrainResult keeps no training set")
+        return self.source[self.train_mask]
 
     def info(self, label: str, cfg: ModelSettings) -> dict[str, Any]:
         """``training.json``: what evaluate and register read beside the model."""
@@ -50,7 +61,7 @@ class TrainResult:
             "family": cfg.family,
             "parameters": self.parameters,
             "split_time": self.split_time,
-            "training_rows": len(self.train),
+            "training_rows": self.training_rows,
             "holdout_rows": len(self.holdout),
         }
         if self.threshold is not None:  # chosen on the training window, never the hold-out
@@ -103,10 +114,32 @@ def time_split(
     frame: pd.DataFrame, ts: str, test_fraction: float, purge: pd.Timedelta
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
     """Train on the past, test on the future; drop train rows whose label window reaches the test period."""
-    cut = frame[ts].quantile(1 - test_fraction)
-    train = frame[frame[ts] <= cut - purge]
-    holdout = frame[frame[ts] > cut]
-    return train, holdout, cut
+    train_rows, holdout_rows, cut = split_rows(frame[ts], test_fraction, purge)
+    return frame[train_rows], frame[holdout_rows], cut
+
+
+def split_rows(
+    times: pd.Series, test_fraction: float, purge: pd.Timedelta
+) -> tuple[np.ndarray, np.ndarray, pd.Timestamp]:
+    """``time_split`` as boolean row masks: ``(train, hold-out, cut)``, rows in their order."""
+    cut = times.quantile(1 - test_fraction)
+    return (times <= cut - purge).to_numpy(), (times > cut).to_numpy(), cut
+
+
+def fit_rows(
+    cfg: ModelSettings,
+    numeric: list[str],
+    categorical: list[str],
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    feature_names: list[str],
+    label: str,
+    text: list[str] | tuple[str, ...] = (),
+) -> Pipeline:
+    """The pipeline fit on ``frame``'s ``rows`` (a boolean mask): the model sees exactly
+    ``frame[rows][feature_names]``, taken in one copy of the feature columns only."""
+    model = build_pipeline(cfg, numeric, categorical, text)
+    return model.fit(frame.loc[rows, feature_names], frame.loc[rows, label])
 
 
 def train_model(
@@ -120,20 +153,26 @@ def train_model(
     search_predictions: pd.DataFrame | None = None,
     text: list[str] | tuple[str, ...] = (),
 ) -> TrainResult:
-    """Fit on the training window (``text``: the features that are free text); a classifier's threshold comes from the search winner's
-    out-of-fold predictions when a search ran (``search_predictions``: ``label`` and
-    ``prediction`` columns), else from a validation slice at the window's end."""
+    """Fit on the training window (``text``: the features that are free text); a classifier's
+    threshold comes from the search winner's out-of-fold predictions when a search ran
+    (``search_predictions``: ``label`` and ``prediction`` columns), else from a validation
+    slice at the window's end."""
     missing = [c for c in [*feature_names, label, timestamp] if c not in frame.columns]
     if missing:
         raise DataError(
             missing[0], "missing from the training set", "check the FeatureService and label"
         )
-    train, holdout, cut = time_split(
-        frame, timestamp, cfg.test_fraction, pd.Timedelta(hours=purge_hours)
+    # No whole-table copies (issue 25): the hold-out is the one slice kept with every
+    # column; the fits take the feature columns of their rows straight from ``frame``.
+    times = frame[timestamp]
+    train_rows, holdout_rows, cut = split_rows(
+        times, cfg.test_fraction, pd.Timedelta(hours=purge_hours)
     )
+    holdout = frame[holdout_rows]
+    training_rows = int(train_rows.sum())
     if cfg.task == "classification":
-        for name, part in (("train", train), ("hold-out", holdout)):
-            if part[label].nunique() < 2:
+        for name, part in (("train", frame[label][train_rows]), ("hold-out", holdout[label])):
+            if part.nunique() < 2:
                 raise DataError(
                     label,
                     f"the {name} split has one class only ({len(part)} rows)",
@@ -155,18 +194,37 @@ def train_model(
         )
     elif cfg.task == "classification":
         choice = choose_on_validation(
-            train, feature_names, label, cfg, numeric, categorical, timestamp, purge_hours, text
+            frame,
+            train_rows,
+            feature_names,
+            label,
+            cfg,
+            numeric,
+            categorical,
+            timestamp,
+            purge_hours,
+            text,
         )
-    model = build_pipeline(cfg, numeric, categorical, text)
-    model.fit(train[feature_names], train[label])
+    model = fit_rows(cfg, numeric, categorical, frame, train_rows, feature_names, label, text)
     params = {k: v for k, v in model.named_steps["estimator"].get_params().items() if _jsonable(v)}
     return TrainResult(
-        model, train, holdout, feature_names, categorical, params, cut.isoformat(), choice, text
+        model,
+        training_rows,
+        holdout,
+        feature_names,
+        categorical,
+        params,
+        cut.isoformat(),
+        choice,
+        text,
+        source=frame,
+        train_mask=train_rows,
     )
 
 
 def choose_on_validation(
-    train: pd.DataFrame,
+    frame: pd.DataFrame,
+    train_rows: np.ndarray,
     feature_names: list[str],
     label: str,
     cfg: ModelSettings,
@@ -176,31 +234,39 @@ def choose_on_validation(
     purge_hours: float,
     text: list[str] | tuple[str, ...] = (),
 ) -> ThresholdChoice:
-    """The threshold ``cfg.threshold`` picks on the end of the training window.
+    """The threshold ``cfg.threshold`` picks on the end of the training window
+    (``frame``'s ``train_rows``).
 
-    The last ``validation_fraction`` of ``train`` (by time) is scored by a model fit on the
-    rows before it, minus the purge gap, so its labels never overlap the validation period.
+    The last ``validation_fraction`` of the training rows (by time) is scored by a model fit
+    on the rows before it, minus the purge gap, so its labels never overlap the validation
+    period.
     """
     policy = cfg.threshold
     if policy.policy == "fixed":
         return choose_threshold([], [], policy)
     share = f"{policy.validation_fraction:.0%}"
-    fit, validation, _ = time_split(
-        train, timestamp, policy.validation_fraction, pd.Timedelta(hours=purge_hours)
+    fit_in, validation_in, _ = split_rows(
+        frame[timestamp][train_rows],
+        policy.validation_fraction,
+        pd.Timedelta(hours=purge_hours),
     )
-    for name, part in (("fit", fit), ("validation", validation)):
-        if part[label].nunique() < 2:
+    fit, validation = train_rows.copy(), train_rows.copy()  # as masks over the whole frame
+    fit[train_rows], validation[train_rows] = fit_in, validation_in
+    labels = frame[label]
+    for name, rows in (("fit", fit), ("validation", validation)):
+        if labels[rows].nunique() < 2:
             raise DataError(
                 "model.threshold.validation_fraction",
                 f"the threshold's {name} rows (the {share} at the end of the training window "
-                f"and the rows before it) hold one class only ({len(part)} rows)",
+                f"and the rows before it) hold one class only ({int(rows.sum())} rows)",
                 "use more data, another validation_fraction, or model.threshold.policy fixed",
             )
-    model = build_pipeline(cfg, numeric, categorical, text)
-    model.fit(fit[feature_names], fit[label])
-    proba = model.predict_proba(validation[feature_names])[:, 1]
-    where = f"validation slice (the last {share} of the training window, {len(validation)} rows)"
-    return choose_threshold(validation[label].to_numpy(), proba, policy, chosen_on=where)
+    model = fit_rows(cfg, numeric, categorical, frame, fit, feature_names, label, text)
+    proba = model.predict_proba(frame.loc[validation, feature_names])[:, 1]
+    where = (
+        f"validation slice (the last {share} of the training window, {int(validation.sum())} rows)"
+    )
+    return choose_threshold(labels[validation].to_numpy(), proba, policy, chosen_on=where)
 
 
 def _jsonable(value: Any) -> bool:
