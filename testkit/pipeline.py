@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
 
 from esteira.config import ROOT, Settings
 from esteira.data import write_fleet
@@ -45,3 +50,34 @@ def small_workspace(root: Path, *, machines: int = 25, days: int = 60, **overrid
     for section, items in overrides.items():
         values.setdefault(section, {}).update(items)
     return Settings.model_validate(values)
+
+
+def use_case_store(
+    root: Path,
+    use_case: str,
+    raw: pd.DataFrame,
+    edit: Callable[[dict], dict] | None = None,
+    **settings: Any,
+) -> tuple[Settings, Any]:
+    """A private copy of ``use_case``'s repository under ``root`` (``edit`` may change its
+    contract), ``raw``'s feature tables published and the definitions applied:
+    ``(settings, contract)``."""
+    from esteira.contract import load_contract
+    from esteira.feast_repo import apply_definitions, publish_sources
+    from esteira.features import compute_feature_tables
+
+    repo = copy_feature_repo(root / "repo", ROOT / "feature_repo" / use_case)
+    if edit:
+        path = repo / "dataset.yaml"
+        path.write_text(yaml.safe_dump(edit(yaml.safe_load(path.read_text()))))
+    values = {
+        "use_case": use_case,
+        "features": {"repo_path": str(repo)},
+        "storage": {"root": str(root / "store")},
+        **settings,
+    }
+    resolved = Settings.model_validate(values)
+    contract = load_contract(repo)
+    publish_sources(compute_feature_tables(raw, contract), resolved)
+    apply_definitions(resolved)
+    return resolved, contract

@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -279,6 +281,35 @@ class ServerProcess:
                 self.proc.wait(timeout=5)
         self._log.close()
         return self.proc.returncode
+
+
+@contextmanager
+def chain_servers(config: Path, root: Path, ready_seconds: float = 300) -> Iterator[dict[str, int]]:
+    """A predictor and a transformer in front of it, as `make serve` pairs them, on free ports
+    (the transformer's gRPC on its REST port + 1), reading ``config``; stopped on exit."""
+    from esteira.net import free_port
+
+    ports = {"predictor": free_port(), "grpc": free_port(), "transformer": free_port(span=2)}
+    args = ["--config", str(config)]
+    predictor = ServerProcess(
+        "predictor",
+        [*args, "--http-port", str(ports["predictor"]), "--grpc-port", str(ports["grpc"])],
+        root / "predictor.log",
+    ).start()
+    transformer = ServerProcess(
+        "transformer",
+        [*args, "--http-port", str(ports["transformer"]),
+         "--grpc-port", str(ports["transformer"] + 1),
+         "--predictor-host", f"127.0.0.1:{ports['predictor']}"],
+        root / "transformer.log",
+    ).start()  # fmt: skip
+    try:
+        for server, port in ((predictor, ports["predictor"]), (transformer, ports["transformer"])):
+            server.wait_http(f"http://127.0.0.1:{port}/v2/health/ready", ready_seconds)
+        yield ports
+    finally:
+        transformer.stop()
+        predictor.stop()
 
 
 def as_float(values: Any) -> np.ndarray:

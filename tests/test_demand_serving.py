@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,10 +18,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from esteira.net import free_port
 from esteira_cli.commands import predict as esteira_predict
 from esteira_cli.commands.serve import endpoints
-from testkit.serving import ServerProcess
+from testkit.serving import chain_servers
 
 STORES, ITEMS = 2, 3
 
@@ -92,28 +90,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def servers(world: dict[str, Any]) -> Iterator[dict[str, int]]:
-    ports = {"predictor": free_port(), "grpc": free_port(), "transformer": free_port(span=2)}
-    config = ["--config", str(world["config"])]
-    root: Path = world["root"]
-    predictor = ServerProcess(
-        "predictor",
-        [*config, "--http-port", str(ports["predictor"]), "--grpc-port", str(ports["grpc"])],
-        root / "predictor.log",
-    ).start()
-    transformer = ServerProcess(
-        "transformer",
-        [*config, "--http-port", str(ports["transformer"]),
-         "--grpc-port", str(ports["transformer"] + 1),
-         "--predictor-host", f"127.0.0.1:{ports['predictor']}"],
-        root / "transformer.log",
-    ).start()  # fmt: skip
-    try:
-        predictor.wait_http(f"http://127.0.0.1:{ports['predictor']}/v2/health/ready", 300)
-        transformer.wait_http(f"http://127.0.0.1:{ports['transformer']}/v2/health/ready", 300)
+    with chain_servers(world["config"], world["root"]) as ports:
         yield ports
-    finally:
-        transformer.stop()
-        predictor.stop()
 
 
 def _info(world: dict[str, Any], ports: dict[str, int], entity: dict[str, Any]) -> dict:

@@ -13,7 +13,6 @@ import asyncio
 import json
 import struct
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,10 +21,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from esteira.net import free_port
 from esteira_cli.commands import predict as esteira_predict
 from esteira_cli.commands.serve import endpoints
-from testkit.serving import ServerProcess
+from testkit.serving import chain_servers
 
 MAX_TEXT = 200  # serving.max_text_chars of this world
 TEXTS = [
@@ -56,28 +54,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def servers(world: dict[str, Any]) -> Iterator[dict[str, int]]:
-    ports = {"predictor": free_port(), "grpc": free_port(), "transformer": free_port(span=2)}
-    config = ["--config", str(world["config"])]
-    root: Path = world["root"]
-    predictor = ServerProcess(
-        "predictor",
-        [*config, "--http-port", str(ports["predictor"]), "--grpc-port", str(ports["grpc"])],
-        root / "predictor.log",
-    ).start()
-    transformer = ServerProcess(
-        "transformer",
-        [*config, "--http-port", str(ports["transformer"]),
-         "--grpc-port", str(ports["transformer"] + 1),
-         "--predictor-host", f"127.0.0.1:{ports['predictor']}"],
-        root / "transformer.log",
-    ).start()  # fmt: skip
-    try:
-        predictor.wait_http(f"http://127.0.0.1:{ports['predictor']}/v2/health/ready", 300)
-        transformer.wait_http(f"http://127.0.0.1:{ports['transformer']}/v2/health/ready", 300)
+    with chain_servers(world["config"], world["root"]) as ports:
         yield ports
-    finally:
-        transformer.stop()
-        predictor.stop()
 
 
 def _info(world: dict[str, Any], ports: dict[str, int], entity: dict[str, Any]) -> dict:
