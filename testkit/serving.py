@@ -312,5 +312,25 @@ def chain_servers(config: Path, root: Path, ready_seconds: float = 300) -> Itera
         predictor.stop()
 
 
+def chain_endpoints(world: dict[str, Any], ports: dict[str, int], entity: dict[str, Any]) -> dict:
+    """What `esteira serve` writes to endpoints.json for :func:`chain_servers`' ``ports`` and
+    ``entity`` (its join keys and request values, as the world's contract names them)."""
+    from esteira.contract import load_contract
+    from esteira_cli.commands.serve import endpoints
+
+    serving = {
+        "predictor_port": ports["predictor"],
+        "grpc_port": ports["grpc"],
+        "transformer_port": ports["transformer"],
+    }
+    settings = world["settings"].model_copy(
+        update={"serving": world["settings"].serving.model_copy(update=serving)}
+    )
+    contract = load_contract(settings.features.repo_path)
+    keys = {k: entity[k] for k in contract.keys}
+    values = {name: entity[name] for name in contract.request}
+    return endpoints(settings, type("V", (), {"version": world["version"]}), keys, values)
+
+
 def as_float(values: Any) -> np.ndarray:
     return np.asarray(values, dtype="float64")

@@ -19,8 +19,7 @@ import pytest
 import yaml
 
 from esteira_cli.commands import predict as esteira_predict
-from esteira_cli.commands.serve import endpoints
-from testkit.serving import chain_servers
+from testkit.serving import chain_endpoints, chain_servers
 
 STORES, ITEMS = 2, 3
 
@@ -94,21 +93,6 @@ def servers(world: dict[str, Any]) -> Iterator[dict[str, int]]:
         yield ports
 
 
-def _info(world: dict[str, Any], ports: dict[str, int], entity: dict[str, Any]) -> dict:
-    """What `esteira serve` writes to endpoints.json, for these servers and this entity."""
-    serving = {
-        "predictor_port": ports["predictor"],
-        "grpc_port": ports["grpc"],
-        "transformer_port": ports["transformer"],
-    }
-    settings = world["settings"].model_copy(
-        update={"serving": world["settings"].serving.model_copy(update=serving)}
-    )
-    keys = {k: entity[k] for k in ("store_id", "item_id")}
-    values = {k: entity[k] for k in ("price", "promo")}
-    return endpoints(settings, type("V", (), {"version": world["version"]}), keys, values)
-
-
 def _in_process(world: dict[str, Any], entities: list[dict[str, Any]]) -> np.ndarray:
     """The model's forecast for the features the online store serves now."""
     from esteira.online import OnlineFeatures
@@ -125,7 +109,7 @@ def test_v1_v2_and_grpc_give_the_same_forecast_as_the_model(world, servers) -> N
     expected = _in_process(world, entities)
     answers = []
     for entity, want in zip(entities, expected, strict=True):
-        info = _info(world, servers, entity)
+        info = chain_endpoints(world, servers, entity)
         sample = info["sample"]
         got = [
             esteira_predict.via_v1(info, sample),

@@ -22,8 +22,7 @@ import pandas as pd
 import pytest
 
 from esteira_cli.commands import predict as esteira_predict
-from esteira_cli.commands.serve import endpoints
-from testkit.serving import chain_servers
+from testkit.serving import chain_endpoints, chain_servers
 
 MAX_TEXT = 200  # serving.max_text_chars of this world
 TEXTS = [
@@ -58,20 +57,6 @@ def servers(world: dict[str, Any]) -> Iterator[dict[str, int]]:
         yield ports
 
 
-def _info(world: dict[str, Any], ports: dict[str, int], entity: dict[str, Any]) -> dict:
-    serving = {
-        "predictor_port": ports["predictor"],
-        "grpc_port": ports["grpc"],
-        "transformer_port": ports["transformer"],
-    }
-    settings = world["settings"].model_copy(
-        update={"serving": world["settings"].serving.model_copy(update=serving)}
-    )
-    keys = {"product_id": entity["product_id"]}
-    values = {"review_text": entity["review_text"]}
-    return endpoints(settings, type("V", (), {"version": world["version"]}), keys, values)
-
-
 def _in_process(world: dict[str, Any], entities: list[dict[str, Any]]) -> np.ndarray:
     """The model's probability for the features the online store serves now and the text."""
     from esteira.online import OnlineFeatures
@@ -87,7 +72,7 @@ def test_v1_v2_and_grpc_give_the_same_answer_as_the_model(world, servers) -> Non
     entities = world["entities"]
     expected = _in_process(world, entities)
     for entity, want in zip(entities, expected, strict=True):
-        info = _info(world, servers, entity)
+        info = chain_endpoints(world, servers, entity)
         sample = info["sample"]
         assert {"name": "review_text", "shape": [1], "datatype": "BYTES",
                 "data": [entity["review_text"]]} in sample["v2"]["inputs"]  # fmt: skip
