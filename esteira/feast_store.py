@@ -159,14 +159,22 @@ def spark_offline_store(settings: Settings) -> dict[str, Any]:
     conf = spark_conf(settings.features.spark)
     endpoint = s3_endpoint_override(settings)
     if endpoint:  # s3a:// sources on MinIO; credentials from the environment (the Secret)
-        conf |= {
-            "spark.hadoop.fs.s3a.endpoint": endpoint,
-            "spark.hadoop.fs.s3a.path.style.access": "true",
-            "spark.hadoop.fs.s3a.aws.credentials.provider": (
-                "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
-            ),
-        }
+        from esteira.spark_submit import s3a_conf
+
+        conf |= {f"spark.hadoop.{key}": value for key, value in s3a_conf(endpoint).items()}
     return {"type": "esteira.spark_offline_store.AsofSparkOfflineStore", "spark_conf": conf}
+
+
+def _spark_offline(settings: Settings, offline: bool) -> bool:
+    """Feast reads the offline store with Spark: the Spark engine, in this process.
+
+    With ``features.spark.run_in: spark_application`` the training set is built inside the
+    SparkApplication (whose settings say ``task``); what stays in the KFP task
+    (materialization's pulls) reads the same SparkSource files through the as-of store,
+    so the component image needs no Spark.
+    """
+    spark = settings.features.spark
+    return offline and settings.features.engine == "spark" and spark.run_in == "task"
 
 
 def repo_config(settings: Settings, *, offline: bool = False) -> RepoConfig:
@@ -185,7 +193,7 @@ def repo_config(settings: Settings, *, offline: bool = False) -> RepoConfig:
             "connection_string": _redis_connection(settings.features.redis_connection),
         }
     config["offline_store"] = {"type": ASOF_OFFLINE_STORE}
-    if offline and settings.features.engine == "spark":
+    if _spark_offline(settings, offline):
         config["offline_store"] = spark_offline_store(settings)
     config.setdefault("entity_key_serialization_version", 3)
     return RepoConfig(repo_path=repo, **config)
@@ -198,7 +206,7 @@ _STORES_LOCK = threading.Lock()
 def _store_key(settings: Settings, offline: bool = False) -> str:
     return "|".join(
         [
-            str(offline and settings.features.engine == "spark"),
+            str(_spark_offline(settings, offline)),
             str(resolve_path(settings.features.repo_path)),
             settings.features.model_dump_json(),
             settings.storage.model_dump_json(),
