@@ -193,6 +193,8 @@ def repo_config(settings: Settings, *, offline: bool = False) -> RepoConfig:
             "connection_string": _redis_connection(settings.features.redis_connection),
         }
     config["offline_store"] = {"type": ASOF_OFFLINE_STORE}
+    if settings.features.engine == "spark" and s3_endpoint_override(settings):
+        config["offline_store"]["s3_endpoint_override"] = s3_endpoint_override(settings)
     if _spark_offline(settings, offline):
         config["offline_store"] = spark_offline_store(settings)
     config.setdefault("entity_key_serialization_version", 3)
@@ -356,9 +358,13 @@ def load_definitions(settings: Settings) -> dict[str, Any]:
 
 # ---- the as-of offline store -------------------------------------------------------------
 class AsofFileOfflineStoreConfig(DaskOfflineStoreConfig):
-    """Config of :class:`AsofFileOfflineStore` (nothing to set; the Dask store's asserts accept it)."""
+    """Config of :class:`AsofFileOfflineStore` (the Dask store's asserts accept it).
+
+    ``s3_endpoint_override``: where ``s3a://`` SparkSources live (a FileSource carries its own).
+    """
 
     type: Literal["esteira.feast_store.AsofFileOfflineStore"] = ASOF_OFFLINE_STORE  # type: ignore[assignment]
+    s3_endpoint_override: str | None = None
 
 
 class _Eager:
@@ -430,18 +436,21 @@ class _TableJob(DaskRetrievalJob):
 
 
 def _source_location(
-    source: FileSource, repo_path: Path | str | None
+    source: FileSource, repo_path: Path | str | None, endpoint: str | None = None
 ) -> tuple[str, dict[str, Any] | None]:
     """A FileSource's Parquet file (local, relative to the repo, or s3://) and its S3 options.
 
     A SparkSource's file (``features.engine: spark``) is read the same way: its path is
-    absolute or ``s3a://``.
+    absolute or ``s3a://`` (on ``endpoint``; keys from the environment).
     """
     if not isinstance(source, FileSource):
         path = getattr(source, "path", None)
         if not path:
             raise ConfigError(f"source {source.name}", "has no file path", "give it a path")
-        return ("s3://" + path.removeprefix("s3a://") if path.startswith("s3a://") else path), None
+        if path.startswith("s3a://"):
+            options = {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else None
+            return "s3://" + path.removeprefix("s3a://"), options
+        return path, None
     uri = FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.file_options.uri)
     options: dict[str, Any] | None = None
     if uri.startswith("s3://"):
@@ -458,10 +467,14 @@ def _source_location(
 
 
 def read_source(
-    source: FileSource, repo_path: Path | str | None, columns: list[str]
+    source: FileSource,
+    repo_path: Path | str | None,
+    columns: list[str],
+    endpoint: str | None = None,
 ) -> pd.DataFrame:
-    """A FileSource's Parquet file (local, relative to the repo, or s3://), some columns."""
-    uri, options = _source_location(source, repo_path)
+    """A FileSource's Parquet file (local, relative to the repo, or s3://), some columns;
+    ``endpoint``: that of an ``s3a://`` SparkSource."""
+    uri, options = _source_location(source, repo_path, endpoint)
     return read_parquet(uri, columns=columns, storage_options=options)
 
 
@@ -481,10 +494,11 @@ def _window(
     created: str | None,
     start: Any,
     end: Any,
+    endpoint: str | None = None,
 ) -> pd.DataFrame:
     """The source's rows with ``start <= timestamp <= end`` (Dask's store: both ends
     included), timestamps in UTC, ordered by timestamp (then created) as Dask's sorts them."""
-    uri, options = _source_location(source, repo_path)
+    uri, options = _source_location(source, repo_path, endpoint)
     stamps = [timestamp_field, *([created] if created else [])]
     rows = read_parquet_between(
         uri, list(dict.fromkeys([*columns, *stamps])), timestamp_field, start, end, options
@@ -580,6 +594,15 @@ def _join_view(
     return joined
 
 
+def _file_backed(source: Any) -> bool:
+    """A FileSource, or a SparkSource of a file (``features.engine: spark``, read in a task)."""
+    return isinstance(source, FileSource) or bool(getattr(source, "path", None))
+
+
+def _endpoint(config: RepoConfig) -> str | None:
+    return getattr(config.offline_store, "s3_endpoint_override", None)
+
+
 class AsofFileOfflineStore(DaskOfflineStore):
     """Feast's file offline store with a linear-time point-in-time join.
 
@@ -600,7 +623,7 @@ class AsofFileOfflineStore(DaskOfflineStore):
         start_date: Any = None,
         end_date: Any = None,
     ) -> RetrievalJob:
-        if not join_key_columns or not isinstance(data_source, FileSource):
+        if not join_key_columns or not _file_backed(data_source):
             return DaskOfflineStore.pull_all_from_table_or_query(
                 config,
                 data_source,
@@ -621,6 +644,7 @@ class AsofFileOfflineStore(DaskOfflineStore):
                 created_timestamp_column,
                 start_date,
                 end_date,
+                _endpoint(config),
             )
 
         return DaskRetrievalJob(
@@ -640,7 +664,7 @@ class AsofFileOfflineStore(DaskOfflineStore):
         start_date: Any = None,
         end_date: Any = None,
     ) -> RetrievalJob:
-        if not join_key_columns or not isinstance(data_source, FileSource):
+        if not join_key_columns or not _file_backed(data_source):
             return DaskOfflineStore.pull_latest_from_table_or_query(
                 config,
                 data_source,
@@ -661,6 +685,7 @@ class AsofFileOfflineStore(DaskOfflineStore):
                 created_timestamp_column,
                 start_date,
                 end_date,
+                _endpoint(config),
             )
             return rows.drop_duplicates(join_key_columns, keep="last", ignore_index=True)
 

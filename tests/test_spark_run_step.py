@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -159,15 +158,23 @@ def dataset(raw, tmp_path_factory) -> str:
 RUN = "minio://mlpipeline/v2/artifacts/training/run-7f3a/compute-features/entities"
 
 
-def test_compute_features_runs_as_a_spark_application(
-    session, settings, raw, dataset, tmp_path
-) -> None:
+@pytest.fixture(scope="module")
+def cluster_run(session, settings, dataset, tmp_path_factory):
+    """compute-features with run_in: spark_application, once for the module."""
     contract = load_contract(settings.features.repo_path)
     operator = Operator()
-    out = tmp_path / "entities"
+    out = tmp_path_factory.mktemp("outputs") / "entities"
     published, rows = compute_features_step(
         dataset, contract, settings, str(out), RUN, api=operator
     )
+    return operator, out, published, rows
+
+
+def test_compute_features_runs_as_a_spark_application(
+    cluster_run, settings, raw, dataset, tmp_path
+) -> None:
+    contract = load_contract(settings.features.repo_path)
+    operator, out, published, rows = cluster_run
 
     # one application, filled from the settings, with the staged URIs and no secrets
     (app,) = operator.created
@@ -176,7 +183,11 @@ def test_compute_features_runs_as_a_spark_application(
     assert name == ss.application_name("features", RUN)
     step, config, source, target = spec["arguments"]
     staged = f"s3://{settings.storage.bucket}/team/spark/{name}"
-    assert (step, source, target) == ("features", f"{staged}/input.parquet", f"{staged}/output.parquet")
+    assert (step, source, target) == (
+        "features",
+        f"{staged}/input.parquet",
+        f"{staged}/output.parquet",
+    )
     assert json.loads(config)["features"]["spark"]["run_in"] == "task"
     assert spec["image"] == "registry.example/esteira/esteira-spark:1.2.3"
     assert spec["deps"]["packages"] == ["org.apache.hadoop:hadoop-aws:3.4.1"]
@@ -207,9 +218,30 @@ def test_compute_features_runs_as_a_spark_application(
     assert again.read_bytes() == out.read_bytes()
 
 
-def test_a_failed_application_is_one_clear_error_and_no_output(
-    session, settings, tmp_path
-) -> None:
+def test_materialization_stays_in_the_task_without_spark(cluster_run, settings, raw) -> None:
+    """The SparkSources the application published, pulled by the as-of store into SQLite."""
+    from esteira import feast_repo
+    from esteira.feast_store import clear_cache, feature_store
+
+    store = feature_store(settings, offline=True)
+    assert store.config.offline_store.type == "esteira.feast_store.AsofFileOfflineStore"
+    try:
+        feast_repo.apply_definitions(settings)
+        done = feast_repo.materialize(settings)
+        assert done["window"]  # every view loaded from s3a:// sources, no Spark session
+        contract = load_contract(settings.features.repo_path)
+        table = compute_feature_tables(raw, contract)["telemetry_agg"]
+        machine = int(table["machine_id"].iloc[0])
+        latest = table.loc[table["machine_id"] == machine].iloc[-1]
+        online = store.get_online_features(
+            features=["telemetry_agg:volt_mean_3h"], entity_rows=[{"machine_id": machine}]
+        ).to_dict()
+        assert online["volt_mean_3h"] == [latest["volt_mean_3h"]]
+    finally:
+        clear_cache()
+
+
+def test_a_failed_application_is_one_clear_error_and_no_output(session, settings, tmp_path) -> None:
     contract = load_contract(settings.features.repo_path)
     broken = tmp_path / "dataset.parquet"
     pd.DataFrame({"machine_id": [1], "volt": [1.0]}).to_parquet(broken)  # no timestamp
@@ -232,16 +264,20 @@ def test_the_training_set_application(settings, tmp_path) -> None:
             recorded.append(body)
             raise ApiException(status=403, reason="Forbidden")
 
-    rows = pd.DataFrame({"machine_id": [1], "event_timestamp": [pd.Timestamp("2025-01-02", tz="UTC")]})
+    rows = pd.DataFrame(
+        {"machine_id": [1], "event_timestamp": [pd.Timestamp("2025-01-02", tz="UTC")]}
+    )
     out = tmp_path / "training_set"
     with pytest.raises(EsteiraError, match="HTTP 403"):
         training_set_step(rows, settings, str(out), "run-ts", api=Refusing())
     (app,) = recorded
     step, _, source, _ = app["spec"]["arguments"]
     assert step == "training-set"
-    staged = read_parquet(open_storage(settings.storage).get_bytes(
-        source.removeprefix(f"s3://{settings.storage.bucket}/team/")
-    ))
+    staged = read_parquet(
+        open_storage(settings.storage).get_bytes(
+            source.removeprefix(f"s3://{settings.storage.bucket}/team/")
+        )
+    )
     pd.testing.assert_frame_equal(staged, rows, check_dtype=False)
     for role in ("driver", "executor"):
         assert {"secretRef": {"name": "esteira-s3"}} in app["spec"][role]["envFrom"]
@@ -250,7 +286,10 @@ def test_the_training_set_application(settings, tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("change", "needs"),
-    [({"storage": {"kind": "local"}}, "storage.kind 's3'"), ({"offline": "local"}, "offline_store 's3'")],
+    [
+        ({"storage": {"kind": "local"}}, "storage.kind 's3'"),
+        ({"offline": "local"}, "offline_store 's3'"),
+    ],
 )
 def test_refused_without_shared_storage(settings, change, needs, tmp_path) -> None:
     s = settings.model_copy(deep=True)
