@@ -311,8 +311,10 @@ def _write_through_driver(frame: SparkFrame, target: Path) -> None:
     """``frame`` (one partition) as the Parquet file ``target`` on the driver.
 
     In a SparkApplication ``frame.write`` would land on an executor's disk; here the executor
-    writes its partition with pyarrow and streams the file's bytes to the driver in chunks
-    (``toLocalIterator``: one chunk at a time, in order), which writes them at ``target``.
+    writes its partition with pyarrow and hands the file's bytes to the driver as rows of at
+    most 8 MB, in order (``toLocalIterator``), which writes them at ``target``. The driver
+    holds one table's Parquet bytes at a time (its compressed size: what the one-request put
+    to S3 holds anyway), never the table as rows.
     """
     from pyspark.sql.pandas.types import to_arrow_schema
 

@@ -15,6 +15,7 @@ are not on this machine; its application body is checked instead.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from typing import Any
@@ -307,3 +308,22 @@ def test_packages_can_be_emptied_for_images_with_the_jars(settings) -> None:
     app = ss.spark_application(s, "features", [], "r")
     assert "packages" not in app["spec"].get("deps", {})
     assert schema_errors(app) == []
+
+
+@pytest.mark.cluster
+@pytest.mark.skipif(
+    os.environ.get("ESTEIRA_TEST_CLUSTER") != "1", reason="set ESTEIRA_TEST_CLUSTER=1"
+)
+def test_compute_features_on_a_real_cluster(tmp_path) -> None:
+    """Needs the Spark Operator, manifests/base applied, the Spark image pushed, and the
+    configuration (ESTEIRA_* env) naming the cluster's S3 storage and offline store."""
+    s = Settings()
+    s.features.engine, s.features.spark.run_in = "spark", "spark_application"
+    dataset = tmp_path / "dataset.parquet"
+    generate_fleet(machines=2, days=5, seed=7).to_parquet(dataset, index=False)
+    contract = load_contract(s.features.repo_path)
+    out = tmp_path / "entities"
+    _, rows = compute_features_step(
+        str(dataset), contract, s, str(out), f"cluster-test-{uuid.uuid4().hex[:8]}"
+    )
+    assert len(rows) > 0 and out.is_file()
