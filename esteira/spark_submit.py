@@ -105,6 +105,7 @@ def spark_application(
     }
     if spark.packages:  # hadoop-aws (+ the AWS SDK bundle) for s3a://, resolved by spark-submit
         spec.setdefault("deps", {})["packages"] = list(spark.packages)
+        spec["sparkConf"]["spark.jars.ivy"] = "/tmp/.ivy2"  # uid 10001 writes only /tmp
     endpoint = s3_endpoint(settings)
     if endpoint:  # executors read SparkSources at s3a://; credentials: env from the Secret
         spec["hadoopConf"] = {**spec.get("hadoopConf", {}), **s3a_conf(endpoint)}

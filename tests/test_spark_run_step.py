@@ -192,6 +192,7 @@ def test_compute_features_runs_as_a_spark_application(
     assert json.loads(config)["features"]["spark"]["run_in"] == "task"
     assert spec["image"] == "registry.example/esteira/esteira-spark:1.2.3"
     assert spec["deps"]["packages"] == ["org.apache.hadoop:hadoop-aws:3.4.1"]
+    assert spec["sparkConf"]["spark.jars.ivy"] == "/tmp/.ivy2"
     assert spec["hadoopConf"]["fs.s3a.endpoint"] == f"http://{settings.storage.endpoint}"
     assert "testing-secret" not in json.dumps(app) and "testing-key" not in json.dumps(app)
 
