@@ -23,6 +23,12 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 COPY docker/slim-venv.sh /tmp/slim-venv.sh
 RUN uv sync --frozen --no-dev --group spark --no-install-project && sh /tmp/slim-venv.sh /app/.venv
+# optional jars on Spark's classpath (hadoop-aws + the AWS SDK bundle for s3a:// without Maven,
+# docker/spark-jars/README.md); none there: the SparkApplication's deps.packages fetches them
+COPY docker/spark-jars/ /tmp/spark-jars/
+RUN for jar in /tmp/spark-jars/*.jar; do \
+      [ ! -e "$jar" ] || cp "$jar" /app/.venv/lib/python3.11/site-packages/pyspark/jars/; \
+    done
 
 # ---- runtime: Java from Debian, the .venv, the sources; runs as uid 10001 ------------------
 FROM ${BASE_IMAGE}

@@ -75,10 +75,13 @@ class ValidationSettings(_Section):
 class SparkSettings(_Section):
     """The Spark feature engine (``features.engine: spark``, esteira/spark_features.py).
 
-    Locally Spark runs in local mode inside the task (``master``, bounded ``driver_memory``);
-    on a cluster the heavy steps are SparkApplications of the Kubeflow Spark Operator
-    (esteira/spark_submit.py) in the Spark image (``image.spark_reference``), with these
-    resources. S3 credentials come from the ``esteira-s3`` Secret, never from here.
+    ``run_in: task`` (the default): Spark runs in local mode inside the task (``master``,
+    bounded ``driver_memory``). ``run_in: spark_application``: on a cluster the heavy steps
+    (the feature tables, the point-in-time training set and batch prediction's retrieval)
+    are SparkApplications of the Kubeflow Spark Operator (esteira/spark_submit.py::run_step)
+    in the Spark image (``image.spark_reference``) with these resources and ``packages``;
+    the task stages its input in S3, submits, waits and copies the output back.
+    S3 credentials come from the ``esteira-s3`` Secret, never from here.
     """
 
     master: str = Field(
@@ -93,6 +96,25 @@ class SparkSettings(_Section):
     executor_instances: int = Field(2, ge=1, le=1000)
     shuffle_partitions: int = Field(4, ge=1, le=100_000)
     service_account: str = Field("esteira-spark", description="the SparkApplication's driver SA")
+    run_in: Literal["task", "spark_application"] = Field(
+        "task",
+        description="where the Spark steps (compute-features, build-training-set, batch "
+        "prediction's retrieval) run: task = Spark in local mode inside the KFP task; "
+        "spark_application = the task submits a SparkApplication (esteira/spark_submit.py) "
+        "and waits for it (needs storage.kind and features.offline_store 's3')",
+    )
+    packages: list[str] = Field(
+        default_factory=lambda: ["org.apache.hadoop:hadoop-aws:3.4.1"],
+        description="Maven coordinates for the SparkApplication's spec.deps.packages: "
+        "s3a:// needs hadoop-aws of pyspark's Hadoop (3.4.1 for pyspark 4.0; it pulls the AWS "
+        "SDK bundle); [] when the jars are baked into the Spark image (SPARK_EXTRA_JARS)",
+    )
+    timeout_seconds: int = Field(
+        3600, ge=1, description="how long a task waits for its SparkApplication"
+    )
+    poll_seconds: float = Field(
+        5.0, gt=0, le=300, description="how often a task reads its SparkApplication's state"
+    )
 
 
 class FeatureSettings(_Section):

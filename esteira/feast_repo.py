@@ -350,13 +350,17 @@ def build_training_set(entity_df: pd.DataFrame, settings: Settings) -> TrainingS
 # ---- materialize -------------------------------------------------------------------------
 def sources_end(settings: Settings) -> datetime:
     """The newest event timestamp over every published source."""
-    from esteira.feast_store import read_source
+    from esteira.feast_store import read_source, s3_endpoint_override
 
     store = feature_store(settings, offline=True)
     newest: list[pd.Timestamp] = []
     for view in store.list_feature_views():
+        source = view.batch_source
         stamps = read_source(
-            view.batch_source, store.config.repo_path, [view.batch_source.timestamp_field]
+            source,
+            store.config.repo_path,
+            [source.timestamp_field],
+            s3_endpoint_override(settings),
         )
         newest.append(pd.to_datetime(stamps.iloc[:, 0], utc=True).max())
     if not newest:

@@ -159,14 +159,22 @@ def spark_offline_store(settings: Settings) -> dict[str, Any]:
     conf = spark_conf(settings.features.spark)
     endpoint = s3_endpoint_override(settings)
     if endpoint:  # s3a:// sources on MinIO; credentials from the environment (the Secret)
-        conf |= {
-            "spark.hadoop.fs.s3a.endpoint": endpoint,
-            "spark.hadoop.fs.s3a.path.style.access": "true",
-            "spark.hadoop.fs.s3a.aws.credentials.provider": (
-                "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
-            ),
-        }
+        from esteira.spark_submit import s3a_conf
+
+        conf |= {f"spark.hadoop.{key}": value for key, value in s3a_conf(endpoint).items()}
     return {"type": "esteira.spark_offline_store.AsofSparkOfflineStore", "spark_conf": conf}
+
+
+def _spark_offline(settings: Settings, offline: bool) -> bool:
+    """Feast reads the offline store with Spark: the Spark engine, in this process.
+
+    With ``features.spark.run_in: spark_application`` the training set is built inside the
+    SparkApplication (whose settings say ``task``); what stays in the KFP task
+    (materialization's pulls) reads the same SparkSource files through the as-of store,
+    so the component image needs no Spark.
+    """
+    spark = settings.features.spark
+    return offline and settings.features.engine == "spark" and spark.run_in == "task"
 
 
 def repo_config(settings: Settings, *, offline: bool = False) -> RepoConfig:
@@ -185,7 +193,9 @@ def repo_config(settings: Settings, *, offline: bool = False) -> RepoConfig:
             "connection_string": _redis_connection(settings.features.redis_connection),
         }
     config["offline_store"] = {"type": ASOF_OFFLINE_STORE}
-    if offline and settings.features.engine == "spark":
+    if settings.features.engine == "spark" and s3_endpoint_override(settings):
+        config["offline_store"]["s3_endpoint_override"] = s3_endpoint_override(settings)
+    if _spark_offline(settings, offline):
         config["offline_store"] = spark_offline_store(settings)
     config.setdefault("entity_key_serialization_version", 3)
     return RepoConfig(repo_path=repo, **config)
@@ -198,7 +208,7 @@ _STORES_LOCK = threading.Lock()
 def _store_key(settings: Settings, offline: bool = False) -> str:
     return "|".join(
         [
-            str(offline and settings.features.engine == "spark"),
+            str(_spark_offline(settings, offline)),
             str(resolve_path(settings.features.repo_path)),
             settings.features.model_dump_json(),
             settings.storage.model_dump_json(),
@@ -348,9 +358,13 @@ def load_definitions(settings: Settings) -> dict[str, Any]:
 
 # ---- the as-of offline store -------------------------------------------------------------
 class AsofFileOfflineStoreConfig(DaskOfflineStoreConfig):
-    """Config of :class:`AsofFileOfflineStore` (nothing to set; the Dask store's asserts accept it)."""
+    """Config of :class:`AsofFileOfflineStore` (the Dask store's asserts accept it).
+
+    ``s3_endpoint_override``: where ``s3a://`` SparkSources live (a FileSource carries its own).
+    """
 
     type: Literal["esteira.feast_store.AsofFileOfflineStore"] = ASOF_OFFLINE_STORE  # type: ignore[assignment]
+    s3_endpoint_override: str | None = None
 
 
 class _Eager:
@@ -422,18 +436,21 @@ class _TableJob(DaskRetrievalJob):
 
 
 def _source_location(
-    source: FileSource, repo_path: Path | str | None
+    source: FileSource, repo_path: Path | str | None, endpoint: str | None = None
 ) -> tuple[str, dict[str, Any] | None]:
     """A FileSource's Parquet file (local, relative to the repo, or s3://) and its S3 options.
 
     A SparkSource's file (``features.engine: spark``) is read the same way: its path is
-    absolute or ``s3a://``.
+    absolute or ``s3a://`` (on ``endpoint``; keys from the environment).
     """
     if not isinstance(source, FileSource):
         path = getattr(source, "path", None)
         if not path:
             raise ConfigError(f"source {source.name}", "has no file path", "give it a path")
-        return ("s3://" + path.removeprefix("s3a://") if path.startswith("s3a://") else path), None
+        if path.startswith("s3a://"):
+            options = {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else None
+            return "s3://" + path.removeprefix("s3a://"), options
+        return path, None
     uri = FileSource.get_uri_for_file_path(repo_path=repo_path, uri=source.file_options.uri)
     options: dict[str, Any] | None = None
     if uri.startswith("s3://"):
@@ -450,10 +467,14 @@ def _source_location(
 
 
 def read_source(
-    source: FileSource, repo_path: Path | str | None, columns: list[str]
+    source: FileSource,
+    repo_path: Path | str | None,
+    columns: list[str],
+    endpoint: str | None = None,
 ) -> pd.DataFrame:
-    """A FileSource's Parquet file (local, relative to the repo, or s3://), some columns."""
-    uri, options = _source_location(source, repo_path)
+    """A FileSource's Parquet file (local, relative to the repo, or s3://), some columns;
+    ``endpoint``: that of an ``s3a://`` SparkSource."""
+    uri, options = _source_location(source, repo_path, endpoint)
     return read_parquet(uri, columns=columns, storage_options=options)
 
 
@@ -473,10 +494,11 @@ def _window(
     created: str | None,
     start: Any,
     end: Any,
+    endpoint: str | None = None,
 ) -> pd.DataFrame:
     """The source's rows with ``start <= timestamp <= end`` (Dask's store: both ends
     included), timestamps in UTC, ordered by timestamp (then created) as Dask's sorts them."""
-    uri, options = _source_location(source, repo_path)
+    uri, options = _source_location(source, repo_path, endpoint)
     stamps = [timestamp_field, *([created] if created else [])]
     rows = read_parquet_between(
         uri, list(dict.fromkeys([*columns, *stamps])), timestamp_field, start, end, options
@@ -572,6 +594,15 @@ def _join_view(
     return joined
 
 
+def _file_backed(source: Any) -> bool:
+    """A FileSource, or a SparkSource of a file (``features.engine: spark``, read in a task)."""
+    return isinstance(source, FileSource) or bool(getattr(source, "path", None))
+
+
+def _endpoint(config: RepoConfig) -> str | None:
+    return getattr(config.offline_store, "s3_endpoint_override", None)
+
+
 class AsofFileOfflineStore(DaskOfflineStore):
     """Feast's file offline store with a linear-time point-in-time join.
 
@@ -592,7 +623,7 @@ class AsofFileOfflineStore(DaskOfflineStore):
         start_date: Any = None,
         end_date: Any = None,
     ) -> RetrievalJob:
-        if not join_key_columns or not isinstance(data_source, FileSource):
+        if not join_key_columns or not _file_backed(data_source):
             return DaskOfflineStore.pull_all_from_table_or_query(
                 config,
                 data_source,
@@ -613,6 +644,7 @@ class AsofFileOfflineStore(DaskOfflineStore):
                 created_timestamp_column,
                 start_date,
                 end_date,
+                _endpoint(config),
             )
 
         return DaskRetrievalJob(
@@ -632,7 +664,7 @@ class AsofFileOfflineStore(DaskOfflineStore):
         start_date: Any = None,
         end_date: Any = None,
     ) -> RetrievalJob:
-        if not join_key_columns or not isinstance(data_source, FileSource):
+        if not join_key_columns or not _file_backed(data_source):
             return DaskOfflineStore.pull_latest_from_table_or_query(
                 config,
                 data_source,
@@ -653,6 +685,7 @@ class AsofFileOfflineStore(DaskOfflineStore):
                 created_timestamp_column,
                 start_date,
                 end_date,
+                _endpoint(config),
             )
             return rows.drop_duplicates(join_key_columns, keep="last", ignore_index=True)
 

@@ -274,13 +274,70 @@ def _write_one_file(frame: SparkFrame, target: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+_CHUNK = 8 << 20  # bytes of Parquet per row streamed to the driver
+
+
+def _parquet_chunks(schema: Any) -> Any:
+    """A ``mapInArrow`` function: the partition written as one Parquet file on the executor,
+    then handed on as ``(seq, bytes)`` rows of at most :data:`_CHUNK` bytes."""
+
+    def run(batches: Any) -> Any:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with tempfile.TemporaryDirectory(prefix="esteira-part-") as tmp:
+            path = Path(tmp) / "part.parquet"
+            writer = None
+            for batch in batches:
+                if writer is None:
+                    writer = pq.ParquetWriter(path, batch.schema)
+                writer.write_batch(batch)
+            if writer is None:  # no rows: still a file with the table's columns
+                writer = pq.ParquetWriter(path, schema)
+            writer.close()
+            with path.open("rb") as f:
+                seq = 0
+                while chunk := f.read(_CHUNK):
+                    yield pa.RecordBatch.from_pydict(
+                        {"seq": [seq], "data": [chunk]},
+                        schema=pa.schema([("seq", pa.int64()), ("data", pa.binary())]),
+                    )
+                    seq += 1
+
+    return run
+
+
+def _write_through_driver(frame: SparkFrame, target: Path) -> None:
+    """``frame`` (one partition) as the Parquet file ``target`` on the driver.
+
+    In a SparkApplication ``frame.write`` would land on an executor's disk; here the executor
+    writes its partition with pyarrow and hands the file's bytes to the driver as rows of at
+    most 8 MB, in order (``toLocalIterator``), which writes them at ``target``. The driver
+    holds one table's Parquet bytes at a time (its compressed size: what the one-request put
+    to S3 holds anyway), never the table as rows.
+    """
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = to_arrow_schema(frame.schema)
+    chunks = frame.mapInArrow(_parquet_chunks(schema), "seq long, data binary")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    with partial.open("wb") as out:
+        for row in chunks.toLocalIterator():
+            out.write(row["data"])
+    os.replace(partial, target)
+
+
 def publish_tables(
     tables: dict[str, SparkFrame], uris: dict[str, str], settings: Settings, c: Contract
 ) -> dict[str, str]:
     """Write each table at ``uris[table]``, where its Feast source reads it (one Parquet file).
 
-    Spark writes the file itself (no collect on the driver); for an ``s3://`` offline store
-    the file is written locally, then put in one request through esteira's storage.
+    Local paths: Spark writes the file itself (local mode: the executors' disk is this
+    one). ``s3://`` (the offline store of a cluster): the one sorted partition is written as
+    Parquet by its executor and streamed to the driver (:func:`_write_through_driver`),
+    which puts it in one request through esteira's storage: no s3a jars for writing, no
+    collect of the table as rows.
     """
     from esteira.storage import open_storage
 
@@ -292,7 +349,7 @@ def publish_tables(
         if uri.startswith("s3://"):
             with tempfile.TemporaryDirectory(prefix="esteira-spark-") as tmp:
                 local = Path(tmp) / f"{table}.parquet"
-                _write_one_file(ordered, local)
+                _write_through_driver(ordered, local)
                 storage = open_storage(settings.storage)
                 storage.put_bytes(f"features/{table}.parquet", local.read_bytes())
         else:

@@ -51,8 +51,7 @@ def batch_features(
             rows = bf.entity_rows(
                 raw, contract, every_hours or settings.features.sample_every_hours
             )
-        retrieved = bf.historical_features(rows, settings)
-        retrieved.frame.to_parquet(features.path, index=False)
+        retrieved = bf.historical_features(rows, settings, features.path, features.uri)
         features.metadata.update(
             {
                 "rows": len(retrieved.frame),

@@ -162,12 +162,20 @@ def read_entity_rows(
     return rows
 
 
-def historical_features(rows: pd.DataFrame, settings: Settings) -> Any:
+def historical_features(
+    rows: pd.DataFrame, settings: Settings, out_path: str | None = None, run_id: str = ""
+) -> Any:
     """Point-in-time features for ``rows`` through the feature service (a ``TrainingSet``).
 
     Rows a view has no value for inside its TTL are dropped and counted; more than
-    ``features.max_dropped_share`` of them is an error (stale sources).
+    ``features.max_dropped_share`` of them is an error (stale sources). With ``out_path``
+    the frame is written there too, and with ``features.spark.run_in: spark_application``
+    the retrieval is a SparkApplication named after ``run_id`` (esteira/feature_engine.py).
     """
-    from esteira.feast_repo import build_training_set
+    if out_path is None:
+        from esteira.feast_repo import build_training_set
 
-    return build_training_set(rows, settings)
+        return build_training_set(rows, settings)
+    from esteira.feature_engine import training_set_step
+
+    return training_set_step(rows, settings, out_path, run_id or out_path)

@@ -19,14 +19,16 @@ def build_training_set(
     from collections import namedtuple
 
     from esteira.config import settings_from_json
-    from esteira.feast_repo import build_training_set as run
+    from esteira.feature_engine import training_set_step
     from esteira.kfp_support import guarded
     from esteira.parquet import read_parquet
 
     with guarded("build-training-set"):
         settings = settings_from_json(config)
-        result = run(read_parquet(entities.path), settings)
-        result.frame.to_parquet(training_set.path, index=False)
+        # in the task, or a SparkApplication with features.spark.run_in: spark_application
+        result = training_set_step(
+            read_parquet(entities.path), settings, training_set.path, training_set.uri
+        )
         training_set.metadata.update(
             {
                 "feature_service": result.feature_service,

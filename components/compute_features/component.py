@@ -14,16 +14,18 @@ def compute_features(config: str, dataset: Input[Dataset], entities: Output[Data
     """Write the Feast sources' tables; output the labelled entity rows for training."""
     from esteira.config import settings_from_json
     from esteira.contract import load_contract
-    from esteira.feature_engine import compute_and_publish
+    from esteira.feature_engine import compute_features_step
     from esteira.kfp_support import guarded
 
     with guarded("compute-features"):
         settings = settings_from_json(config)
         contract = load_contract(settings.features.repo_path)
         # pandas: block by block of whole entities, memory near the raw table's
-        # (esteira/features.py); spark: Spark writes the tables (esteira/feature_engine.py)
-        published, rows = compute_and_publish(dataset.path, contract, settings)
-        rows.to_parquet(entities.path, index=False)
+        # (esteira/features.py); spark: Spark writes the tables (esteira/feature_engine.py),
+        # in the task or as a SparkApplication (features.spark.run_in)
+        published, rows = compute_features_step(
+            dataset.path, contract, settings, entities.path, entities.uri
+        )
         entities.metadata.update(
             {"rows": len(rows), "positive_rate": float(rows[contract.label.name].mean())}
         )
