@@ -15,6 +15,8 @@ machine, times single-row requests sent one after another from this process:
 * ``manifest_predictor_v1`` / ``manifest_chain``: the same two paths on the servers as
   `make serve` starts them, from the manifests' command lines (esteira/launch.py), the
   predictor reading the model from a storage-initializer directory.
+* ``manifest_chain_redis``: that chain with the transformer reading Redis, the online
+  store of a cluster (a throwaway ``redis-server``; skipped without one).
 
 Every server runs in its own child process with one worker, OMP_NUM_THREADS=1 and
 the same logging (no access log, no per-request latency log); requests go out on
@@ -40,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.online import redis_server
 from esteira.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -349,6 +352,82 @@ def _manifest_children(world: Any, ports: dict[str, int], root: Path, config: st
     }
 
 
+def _redis_transformer(
+    world: Any, config: Path, ports: dict[str, int], root: Path, connection: str
+) -> _Child:
+    """The manifests' transformer reading Redis (materialized here), in front of the
+    manifest-launched predictor."""
+    import yaml
+
+    from esteira import launch
+    from esteira.config import load_settings
+    from esteira.feast_repo import materialize
+
+    data = yaml.safe_load(config.read_text())
+    data.setdefault("features", {}).update(online_store="redis", redis_connection=connection)
+    redis_config = config.with_name("bench-config-redis.yaml")
+    redis_config.write_text(yaml.safe_dump(data))
+    materialize(load_settings(redis_config), full=True)
+    plan = launch.plan(world.settings.model.name)
+    argv = launch.local_argv(
+        plan, launch.Ports(ports["m_predictor"], ports["m_grpc"], ports["r_transformer"]),
+        models_dir=str(root / "models"),
+    )["transformer"]  # fmt: skip
+    env = {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "ESTEIRA_CONFIG_FILE": str(redis_config),
+    }
+    return _Child(argv, root / "manifest-transformer-redis.log", env)
+
+
+def _time_paths(
+    world: Any, row: dict, machine: Any, name: str, ports: dict[str, int],
+    children: dict[str, _Child], results: dict[str, Any],
+) -> None:  # fmt: skip
+    """Wait for every server, time every path into ``results``."""
+    for key in [k for k in children if k != "peer"] + ["peer"]:
+        _wait(f"http://127.0.0.1:{ports[key]}/v2/health/ready", children[key])
+    v1_body = {"instances": [row], "parameters": {"probabilities": True}}
+    chain_body = {"instances": [{"machine_id": machine, **world.request_values[machine]}]}
+    paths = {
+        "bare_modelserver": (ports["peer"], "/v1/models/peer:predict", {"instances": [row]}),
+        "predictor_v1": (ports["predictor"], f"/v1/models/{name}:predict", v1_body),
+        "predictor_v2": (ports["predictor"], f"/v2/models/{name}/infer", _v2_body(world, row)),
+        "chain": (ports["transformer"], f"/v1/models/{name}:predict", chain_body),
+        # what `make serve` starts: the manifests' command lines (esteira/launch.py)
+        "manifest_predictor_v1": (ports["m_predictor"], f"/v1/models/{name}:predict",
+                                  v1_body),
+        "manifest_chain": (ports["m_transformer"], f"/v1/models/{name}:predict",
+                           chain_body),
+    }  # fmt: skip
+    if "r_transformer" in children:  # the cluster's online store
+        paths["manifest_chain_redis"] = (
+            ports["r_transformer"], f"/v1/models/{name}:predict", chain_body
+        )  # fmt: skip
+    for key, (port, path, body) in paths.items():
+        before = {n: child.cpu_seconds() for n, child in children.items()}
+        with _Poster(port, path, body) as call:
+            results[key] = _time(call)
+        results[key]["server_cpu_ms_per_request"] = _cpu_per_request(children, before)
+    chain_inputs = [{"name": "machine_id", "shape": [1], "datatype": "INT64", "data": [machine]}]
+    chain_inputs += [
+        {"name": k, "shape": [1], "datatype": "FP64", "data": [v]}
+        for k, v in world.request_values[machine].items()
+    ]
+    grpc_paths = {
+        "predictor_grpc": (
+            ports["grpc"],
+            _grpc_request(name, _v2_body(world, row)["inputs"], {"probabilities": True}),
+        ),
+        "chain_grpc": (ports["t_grpc"], _grpc_request(name, chain_inputs, {})),
+    }
+    for key, (port, request) in grpc_paths.items():
+        before = {n: child.cpu_seconds() for n, child in children.items()}
+        with _GrpcCaller(port, request) as call:
+            results[key] = _time(call)
+        results[key]["server_cpu_ms_per_request"] = _cpu_per_request(children, before)
+
+
 def run(out_dir: str | Path) -> dict[str, Any]:
     """Build the world, start the servers, time every path; returns (and writes) the results."""
     import pandas as pd
@@ -393,49 +472,17 @@ def run(out_dir: str | Path) -> dict[str, Any]:
         ),
     }  # fmt: skip
     children.update(_manifest_children(world, ports, root, config[1]))
-    try:
-        for key in ("peer", "predictor", "transformer", "m_predictor", "m_transformer"):
-            _wait(f"http://127.0.0.1:{ports[key]}/v2/health/ready", children[key])
-        v1_body = {"instances": [row], "parameters": {"probabilities": True}}
-        chain_body = {"instances": [{"machine_id": machine, **world.request_values[machine]}]}
-        paths = {
-            "bare_modelserver": (ports["peer"], "/v1/models/peer:predict", {"instances": [row]}),
-            "predictor_v1": (ports["predictor"], f"/v1/models/{name}:predict", v1_body),
-            "predictor_v2": (ports["predictor"], f"/v2/models/{name}/infer", _v2_body(world, row)),
-            "chain": (ports["transformer"], f"/v1/models/{name}:predict", chain_body),
-            # what `make serve` starts: the manifests' command lines (esteira/launch.py)
-            "manifest_predictor_v1": (ports["m_predictor"], f"/v1/models/{name}:predict",
-                                      v1_body),
-            "manifest_chain": (ports["m_transformer"], f"/v1/models/{name}:predict",
-                               chain_body),
-        }  # fmt: skip
-        for key, (port, path, body) in paths.items():
-            before = {n: child.cpu_seconds() for n, child in children.items()}
-            with _Poster(port, path, body) as call:
-                results[key] = _time(call)
-            results[key]["server_cpu_ms_per_request"] = _cpu_per_request(children, before)
-        chain_inputs = [
-            {"name": "machine_id", "shape": [1], "datatype": "INT64", "data": [machine]}
-        ]
-        chain_inputs += [
-            {"name": k, "shape": [1], "datatype": "FP64", "data": [v]}
-            for k, v in world.request_values[machine].items()
-        ]
-        grpc_paths = {
-            "predictor_grpc": (
-                ports["grpc"],
-                _grpc_request(name, _v2_body(world, row)["inputs"], {"probabilities": True}),
-            ),
-            "chain_grpc": (ports["t_grpc"], _grpc_request(name, chain_inputs, {})),
-        }
-        for key, (port, request) in grpc_paths.items():
-            before = {n: child.cpu_seconds() for n, child in children.items()}
-            with _GrpcCaller(port, request) as call:
-                results[key] = _time(call)
-            results[key]["server_cpu_ms_per_request"] = _cpu_per_request(children, before)
-    finally:
-        for child in children.values():
-            child.stop()
+    with redis_server(root) as connection:  # None without redis-server: no Redis row
+        try:
+            if connection is not None:
+                ports["r_transformer"] = free_port(span=2)  # its gRPC is REST + 1, as above
+                children["r_transformer"] = _redis_transformer(
+                    world, Path(config[1]), ports, root, connection
+                )
+            _time_paths(world, row, machine, name, ports, children, results)
+        finally:
+            for child in children.values():
+                child.stop()
 
     peer_p99 = results["bare_modelserver"]["p99_ms"]
     results["targets"] = {
@@ -446,6 +493,7 @@ def run(out_dir: str | Path) -> dict[str, Any]:
             results["manifest_predictor_v1"]["p99_ms"] / peer_p99, 3
         ),
         "manifest_chain_p99_under_2ms": results["manifest_chain"]["p99_ms"] < 2.0,
+        "manifest_chain_redis_p99_ms": results.get("manifest_chain_redis", {}).get("p99_ms"),
         "logger_share_of_predictor_p50": round(
             results["prediction_logger"]["p50_us"] / 1000 / results["predictor_v1"]["p50_ms"], 4
         ),
