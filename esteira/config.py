@@ -123,6 +123,14 @@ class FeatureSettings(_Section):
     )
     spark: SparkSettings = Field(default_factory=SparkSettings)
     repo_path: str = "feature_repo"
+    registry_path: str = Field(
+        "",
+        description="Feast's registry file; empty: the repo's own (data/registry.db, shared by "
+        "every step on one machine). On a cluster each pod has its own filesystem: set a "
+        "writable path (the manifests' esteira-config: /tmp/feast/registry.db) and a pod "
+        "without a registry there applies the definitions in its image first "
+        "(esteira/feast_store.py::feature_store)",
+    )
     feature_service: str = "machine_failure"
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = "127.0.0.1:6379"

@@ -199,8 +199,12 @@ def apply_definitions(settings: Settings) -> dict[str, Any]:
     Only objects that differ from the registry are applied, so a second run
     writes nothing (Feast itself would re-stamp every object's update time).
     """
+    return apply_to(feature_store(settings), settings)
+
+
+def apply_to(store: Any, settings: Settings) -> dict[str, Any]:
+    """:func:`apply_definitions` into ``store`` (what a pod's own registry starts from)."""
     objects = load_definitions(settings)
-    store = feature_store(settings)
     views, odfvs = objects["feature_views"], objects["on_demand_feature_views"]
     entities = objects.get("entities") or [objects["entity"]]
     wanted = [*entities, *views, *odfvs, objects["feature_service"]]

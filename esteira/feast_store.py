@@ -192,6 +192,8 @@ def repo_config(settings: Settings, *, offline: bool = False) -> RepoConfig:
             "type": "redis",
             "connection_string": _redis_connection(settings.features.redis_connection),
         }
+    if settings.features.registry_path:
+        config["registry"] = str(resolve_path(settings.features.registry_path))
     config["offline_store"] = {"type": ASOF_OFFLINE_STORE}
     if settings.features.engine == "spark" and s3_endpoint_override(settings):
         config["offline_store"]["s3_endpoint_override"] = s3_endpoint_override(settings)
@@ -227,12 +229,25 @@ def feature_store(
     with _STORES_LOCK:
         if fresh or key not in _STORES:
             config = repo_config(settings, offline=offline)
+            registry = _registry_file(config)
+            unapplied = settings.features.registry_path and not registry.exists()
+            if unapplied:
+                registry.parent.mkdir(parents=True, exist_ok=True)
             # repo_path too: Feast resolves the registry against it, not against the config
             store = FeatureStore(repo_path=str(config.repo_path), config=config)
             if settings.features.online_store == "redis":
                 _fail_fast_redis(store, settings.features.redis_connection)
+            if unapplied:  # a pod's own registry: built from the definitions in its image
+                from esteira.feast_repo import apply_to
+
+                apply_to(store, settings)
             _STORES[key] = store
         return _STORES[key]
+
+
+def _registry_file(config: RepoConfig) -> Path:
+    path = Path(config.registry.path)
+    return path if path.is_absolute() else Path(config.repo_path) / path
 
 
 def _fail_fast_redis(store: FeatureStore, connection: str) -> None:

@@ -201,6 +201,30 @@ def test_training_and_online_agree_on_sqlite_and_redis(repo: Path, fleet, redis_
     assert len(labels) == len(feast_ops.build_training_set(labels, sqlite).frame)
 
 
+def test_a_pod_without_the_registry_builds_its_own(repo: Path, fleet, tmp_path: Path) -> None:
+    """On a cluster every step and the transformer run in their own pod, with the
+    definitions in the image and no registry file: with ``features.registry_path`` set, the
+    first store a pod opens applies the definitions there, and reads what the shared online
+    and offline stores hold."""
+    tables, labels = fleet
+    shared = settings_for(repo)
+    ready(shared, tables)
+    feast_ops.materialize(shared)
+    ids = [1, 2, 3]
+    request = {"volt_now": [170.0, 160.0, 180.0], "vibration_now": [40.0] * 3}
+    want = OnlineFeatures(shared).lookup(ids, request)
+    want_train = feast_ops.build_training_set(labels, shared).frame
+
+    registry = tmp_path / "pod" / "feast" / "registry.db"  # a fresh pod's writable path
+    pod = settings_for(repo, registry_path=str(registry))
+    assert not registry.exists()
+    assert OnlineFeatures(pod).lookup(ids, request) == want
+    assert registry.is_file()
+    assert feast_ops.apply_definitions(pod)["applied"] == []  # already complete
+    other = settings_for(repo, registry_path=str(tmp_path / "pod2" / "registry.db"))
+    pd.testing.assert_frame_equal(feast_ops.build_training_set(labels, other).frame, want_train)
+
+
 def test_offline_store_on_s3(repo: Path, fleet, s3_settings) -> None:
     tables, labels = fleet
     s3 = Settings(
