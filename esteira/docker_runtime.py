@@ -5,8 +5,10 @@ container's ``command`` as the entrypoint and the same argv the process runtime 
 except that ``/mnt/models`` stays as it is: the local models directory is mounted there,
 read-only, as KServe's storage initializer leaves it in the pod. The containers share the
 host's network (the servers already listen on the local ports, and the transformer reaches
-the predictor at 127.0.0.1), run as the calling user, and see the config file, the local
-registry and the feature repository at the same paths as here. The engine is
+the predictor at 127.0.0.1), run as the calling user with a read-only root filesystem and
+/tmp writable, as in the pods, and see the config file, the local model registry and the
+feature repository at the same paths as here. Each builds its own Feast registry under
+/tmp from the definitions, as a pod does (``features.registry_path``). The engine is
 ``DOCKER_HOST``, else the private one `make images` started (``esteira.engine``).
 """
 
@@ -23,6 +25,8 @@ from esteira.supervisor import ChildSpec
 
 CONTAINER_PREFIX = "esteira-serve"
 MODELS_MOUNT = "/mnt/models"
+# where a pod keeps its own Feast registry, as the manifests' esteira-config says
+POD_REGISTRY = "/tmp/feast/registry.db"
 
 
 def docker_cli() -> str:
@@ -91,11 +95,14 @@ def _mounts(settings: Settings, env: dict[str, str]) -> list[str]:
 
 def pinned_settings(settings: Settings) -> dict[str, str]:
     """What the containers must resolve as this process did: its use case, and the mounted
-    feature repo and local registry at their absolute host paths (a relative path would
-    resolve under the image's /app, where the use case's definitions are but not its data)."""
+    feature repo and local model registry at their absolute host paths (a relative path would
+    resolve under the image's /app, where the use case's definitions are but not its data).
+    Their Feast registry is their own, built from the definitions in /tmp as in a pod
+    (:data:`POD_REGISTRY`)."""
     pinned = {
         "ESTEIRA_USE_CASE": settings.use_case,
         "ESTEIRA_FEATURES__REPO_PATH": str(Path(settings.features.repo_path).resolve()),
+        "ESTEIRA_FEATURES__REGISTRY_PATH": POD_REGISTRY,
     }
     if settings.storage.kind == "local":
         pinned["ESTEIRA_STORAGE__ROOT"] = str(Path(settings.storage.root).resolve())

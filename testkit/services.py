@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from pathlib import Path
+from typing import Self
 
 from esteira.net import free_port, wait_for_port
 
@@ -56,7 +57,24 @@ def _moto_server(port: int):
     return AtomicMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
 
 
-class S3Server:
+class _Service:
+    """A server a test starts and stops; ``with Server(...) as server:`` stops it at the end."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class S3Server(_Service):
     """moto's S3-compatible HTTP server on loopback; stoppable mid-test for fault tests."""
 
     def __init__(self) -> None:
@@ -76,7 +94,7 @@ class S3Server:
             self._server = None
 
 
-class RedisServer:
+class RedisServer(_Service):
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.workdir = workdir

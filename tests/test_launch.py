@@ -420,8 +420,9 @@ def test_docker_runtime_runs_the_same_argv_in_the_serving_image(world: World) ->
 def test_containers_resolve_the_use_case_and_paths_this_process_did(tmp_path: Path) -> None:
     """A relative repo path would resolve under the image's /app, where the use case's
     definitions are but not its data: the containers get the resolved name and host paths."""
+    from esteira import manifests as m
     from esteira.config import Settings
-    from esteira.docker_runtime import pinned_settings
+    from esteira.docker_runtime import POD_REGISTRY, pinned_settings
 
     settings = Settings(use_case="demand_forecasting", storage={"root": str(tmp_path / "s")})
     pinned = pinned_settings(settings)
@@ -430,6 +431,14 @@ def test_containers_resolve_the_use_case_and_paths_this_process_did(tmp_path: Pa
     assert repo.is_absolute() and (repo / "dataset.yaml").is_file()
     assert repo.name == "demand_forecasting"
     assert pinned["ESTEIRA_STORAGE__ROOT"] == str((tmp_path / "s").resolve())
+    # a pod's own Feast registry, where the manifests' esteira-config puts it
+    (config_map,) = [
+        o
+        for o in m.parse_objects(m.kustomize_build(ROOT / "manifests" / "overlays" / "production"))
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("esteira-config")
+    ]
+    assert config_map["data"]["ESTEIRA_FEATURES__REGISTRY_PATH"] == POD_REGISTRY
+    assert pinned["ESTEIRA_FEATURES__REGISTRY_PATH"] == POD_REGISTRY
 
 
 def test_the_serving_image_holds_every_use_case() -> None:

@@ -95,12 +95,8 @@ def s3():
         mp.setenv("AWS_ACCESS_KEY_ID", "testing-key")
         mp.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret")
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        server = S3Server()
-        server.start()
-        try:
+        with S3Server() as server:
             yield server
-        finally:
-            server.stop()
 
 
 @pytest.fixture(scope="module")
