@@ -20,11 +20,9 @@ import pandas as pd
 from esteira.config import Settings
 from esteira.errors import ConfigError, DataError
 from esteira.feast_store import (
-    definitions_hash,
+    apply_to,
     feature_store,
-    load_definitions,
     read_sentinel,
-    repo_dir,
     source_uri,
     write_sentinel,
 )
@@ -147,52 +145,6 @@ def compute_and_publish(
 
 
 # ---- apply -------------------------------------------------------------------------------
-def _registered(store: Any, obj: Any) -> Any:
-    """The registry's version of ``obj``, or None when it is new."""
-    from feast import Entity, FeatureService, FeatureView
-    from feast.on_demand_feature_view import OnDemandFeatureView
-
-    getters = {
-        Entity: store.get_entity,
-        FeatureView: store.get_feature_view,
-        OnDemandFeatureView: store.get_on_demand_feature_view,
-        FeatureService: store.get_feature_service,
-    }
-    getter = next(g for kind, g in getters.items() if isinstance(obj, kind))
-    try:
-        return getter(obj.name)
-    except Exception:  # Feast raises a different *NotFound per kind
-        return None
-
-
-# Fields Feast fills in or re-stamps on apply: not part of what a definition says.
-_VOLATILE = {"meta", "created_timestamp", "last_updated_timestamp", "entity_columns", "body"}
-
-
-def _strip(message: Any) -> None:
-    for fd, value in list(message.ListFields()):
-        if fd.name in _VOLATILE:
-            message.ClearField(fd.name)
-        elif fd.type == fd.TYPE_MESSAGE:
-            if fd.is_repeated:
-                items = value.values() if fd.message_type.GetOptions().map_entry else value
-                for item in items:
-                    if hasattr(item, "ListFields"):
-                        _strip(item)
-            else:
-                _strip(value)
-
-
-def _fingerprint(obj: Any) -> bytes | None:
-    """What a Feast object defines, without the timestamps and inferred fields."""
-    if obj is None:
-        return None
-    spec = type(obj.to_proto().spec)()
-    spec.CopyFrom(obj.to_proto().spec)
-    _strip(spec)
-    return spec.SerializeToString(deterministic=True)
-
-
 def apply_definitions(settings: Settings) -> dict[str, Any]:
     """Register the repository's objects with the SDK.
 
@@ -200,25 +152,6 @@ def apply_definitions(settings: Settings) -> dict[str, Any]:
     writes nothing (Feast itself would re-stamp every object's update time).
     """
     return apply_to(feature_store(settings), settings)
-
-
-def apply_to(store: Any, settings: Settings) -> dict[str, Any]:
-    """:func:`apply_definitions` into ``store`` (what a pod's own registry starts from)."""
-    objects = load_definitions(settings)
-    views, odfvs = objects["feature_views"], objects["on_demand_feature_views"]
-    entities = objects.get("entities") or [objects["entity"]]
-    wanted = [*entities, *views, *odfvs, objects["feature_service"]]
-    changed = [obj for obj in wanted if _fingerprint(_registered(store, obj)) != _fingerprint(obj)]
-    if changed:
-        store.apply(changed)
-    return {
-        "project": store.project,
-        "feature_views": [v.name for v in views],
-        "on_demand_feature_views": [v.name for v in odfvs],
-        "feature_service": objects["feature_service"].name,
-        "definitions_hash": definitions_hash(repo_dir(settings)),
-        "applied": [obj.name for obj in changed],
-    }
 
 
 # ---- training set ------------------------------------------------------------------------

@@ -238,8 +238,6 @@ def feature_store(
             if settings.features.online_store == "redis":
                 _fail_fast_redis(store, settings.features.redis_connection)
             if unapplied:  # a pod's own registry: built from the definitions in its image
-                from esteira.feast_repo import apply_to
-
                 apply_to(store, settings)
             _STORES[key] = store
         return _STORES[key]
@@ -779,3 +777,70 @@ def _entity_timestamp_column(entity_df: pd.DataFrame) -> str:
         f"Please provide an entity_df with a column named {DEFAULT_ENTITY_DF_EVENT_TIMESTAMP_COL}"
         " representing the time of events."
     )
+
+
+# ---- apply (only what changed) -------------------------------------------------------------------------------
+def _registered(store: Any, obj: Any) -> Any:
+    """The registry's version of ``obj``, or None when it is new."""
+    from feast import Entity, FeatureService, FeatureView
+    from feast.on_demand_feature_view import OnDemandFeatureView
+
+    getters = {
+        Entity: store.get_entity,
+        FeatureView: store.get_feature_view,
+        OnDemandFeatureView: store.get_on_demand_feature_view,
+        FeatureService: store.get_feature_service,
+    }
+    getter = next(g for kind, g in getters.items() if isinstance(obj, kind))
+    try:
+        return getter(obj.name)
+    except Exception:  # Feast raises a different *NotFound per kind
+        return None
+
+
+# Fields Feast fills in or re-stamps on apply: not part of what a definition says.
+_VOLATILE = {"meta", "created_timestamp", "last_updated_timestamp", "entity_columns", "body"}
+
+
+def _strip(message: Any) -> None:
+    for fd, value in list(message.ListFields()):
+        if fd.name in _VOLATILE:
+            message.ClearField(fd.name)
+        elif fd.type == fd.TYPE_MESSAGE:
+            if fd.is_repeated:
+                items = value.values() if fd.message_type.GetOptions().map_entry else value
+                for item in items:
+                    if hasattr(item, "ListFields"):
+                        _strip(item)
+            else:
+                _strip(value)
+
+
+def _fingerprint(obj: Any) -> bytes | None:
+    """What a Feast object defines, without the timestamps and inferred fields."""
+    if obj is None:
+        return None
+    spec = type(obj.to_proto().spec)()
+    spec.CopyFrom(obj.to_proto().spec)
+    _strip(spec)
+    return spec.SerializeToString(deterministic=True)
+
+
+def apply_to(store: Any, settings: Settings) -> dict[str, Any]:
+    """Apply the repository's definitions into ``store``; only objects that differ from its
+    registry (esteira.feast_repo.apply_definitions, and a pod's own registry on first use)."""
+    objects = load_definitions(settings)
+    views, odfvs = objects["feature_views"], objects["on_demand_feature_views"]
+    entities = objects.get("entities") or [objects["entity"]]
+    wanted = [*entities, *views, *odfvs, objects["feature_service"]]
+    changed = [obj for obj in wanted if _fingerprint(_registered(store, obj)) != _fingerprint(obj)]
+    if changed:
+        store.apply(changed)
+    return {
+        "project": store.project,
+        "feature_views": [v.name for v in views],
+        "on_demand_feature_views": [v.name for v in odfvs],
+        "feature_service": objects["feature_service"].name,
+        "definitions_hash": definitions_hash(repo_dir(settings)),
+        "applied": [obj.name for obj in changed],
+    }
