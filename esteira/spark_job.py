@@ -62,8 +62,9 @@ def main(argv: list[str]) -> int:
         else:
             from esteira.feast_repo import apply_definitions, build_training_set
 
-            # the driver pod's registry is the image's: register the definitions first (only
-            # what differs is written; the task applied the same ones)
+            # the driver pod has no registry of the task's: with features.registry_path its
+            # first store builds one; without, register the definitions here (only what
+            # differs is written; the task applied the same ones)
             apply_definitions(settings)
             result = build_training_set(frame, settings)
             summary = {
