@@ -70,11 +70,13 @@ def use_case_store(
     if edit:
         path = repo / "dataset.yaml"
         path.write_text(yaml.safe_dump(edit(yaml.safe_load(path.read_text()))))
+    # the caller's sections add to the private repo and store, never replace them (a
+    # ``features`` override without repo_path would point at the real repository)
     values = {
         "use_case": use_case,
-        "features": {"repo_path": str(repo)},
-        "storage": {"root": str(root / "store")},
         **settings,
+        "features": {**settings.get("features", {}), "repo_path": str(repo)},
+        "storage": {"root": str(root / "store"), **settings.get("storage", {})},
     }
     resolved = Settings.model_validate(values)
     contract = load_contract(repo)
