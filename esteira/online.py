@@ -293,13 +293,21 @@ class _DirectRead:
     """Feast's online read and on-demand transforms, resolved once (see the module doc)."""
 
     def __init__(self, store: Any, tables: list[tuple[Any, list[str]]], odfvs: list) -> None:
+        from feast.infra.online_stores.redis import RedisOnlineStore
+
         self.provider = store._get_provider()
         self.config = store.config
         self.tables = tables  # (feature view, requested feature names), service order
         self.odfvs = odfvs  # (on-demand view, its inputs, requested feature names)
         self.value_types = {e.join_key: e.value_type for e in store.list_entities()}
         self._keys: dict[Any, Any] = {}  # entity (a tuple of key values) -> its EntityKey proto
-        self._redis_plan: _RedisRead | None = None  # made at the first read on Redis
+        online_store = self.provider.online_store
+        # Redis: every view in one pipeline; else Feast's online_read view by view
+        self._redis = (
+            _RedisRead(online_store, self.config, tables)
+            if isinstance(online_store, RedisOnlineStore)
+            else None
+        )
 
     @classmethod
     def build(cls, store: Any, service: Any, odfvs: dict[str, Any]) -> _DirectRead | None:
@@ -388,13 +396,8 @@ class _DirectRead:
 
     def _read_views(self, keys: list[Any]) -> list[list[tuple[Any, dict | None]]]:
         """Each view's ``(event time, {feature: value proto} or None)`` per key."""
-        from feast.infra.online_stores.redis import RedisOnlineStore
-
-        online_store = self.provider.online_store
-        if isinstance(online_store, RedisOnlineStore):
-            if self._redis_plan is None:
-                self._redis_plan = _RedisRead(online_store, self.config, self.tables)
-            return self._redis_plan.read(keys)
+        if self._redis is not None:
+            return self._redis.read(keys)
         return [
             self.provider.online_read(self.config, table, keys, names)
             for table, names in self.tables
