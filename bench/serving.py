@@ -328,6 +328,13 @@ def _production_logging(config_path: Path) -> Path:
     return path
 
 
+def _manifest_env(config: str) -> dict[str, str]:
+    """A manifest command line's environment: the venv's ``python`` first on PATH (the argv
+    says ``python``), the config file."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {"PATH": path, "ESTEIRA_CONFIG_FILE": config}
+
+
 def _manifest_children(world: Any, ports: dict[str, int], root: Path, config: str) -> dict:
     """The predictor and transformer as `make serve` starts them: the manifests' argv
     with the listed substitutions, the model from a storage-initializer directory."""
@@ -342,10 +349,7 @@ def _manifest_children(world: Any, ports: dict[str, int], root: Path, config: st
         plan, launch.Ports(ports["m_predictor"], ports["m_grpc"], ports["m_transformer"]),
         models_dir=str(models),
     )  # fmt: skip
-    env = {
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        "ESTEIRA_CONFIG_FILE": config,
-    }
+    env = _manifest_env(config)
     return {
         f"m_{role}": _Child(argv, root / f"manifest-{role}.log", env)
         for role, argv in argvs.items()
@@ -373,11 +377,27 @@ def _redis_transformer(
         plan, launch.Ports(ports["m_predictor"], ports["m_grpc"], ports["r_transformer"]),
         models_dir=str(root / "models"),
     )["transformer"]  # fmt: skip
-    env = {
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        "ESTEIRA_CONFIG_FILE": str(redis_config),
-    }
-    return _Child(argv, root / "manifest-transformer-redis.log", env)
+    return _Child(argv, root / "manifest-transformer-redis.log", _manifest_env(str(redis_config)))
+
+
+def chain_children(
+    config: list[str], ports: dict[str, int], transformer_grpc: int, root: Path
+) -> dict[str, _Child]:
+    """Our predictor and the transformer in front of it, by `python -m serving`, on
+    ``ports["predictor"]`` (gRPC ``ports["grpc"]``) and ``ports["transformer"]``."""
+    return {
+        "predictor": _Child(
+            ["-m", "serving", "predictor", *config, "--http-port", str(ports["predictor"]),
+             "--grpc-port", str(ports["grpc"])],
+            root / "predictor.log",
+        ),
+        "transformer": _Child(
+            ["-m", "serving", "transformer", *config, "--http-port", str(ports["transformer"]),
+             "--grpc-port", str(transformer_grpc),
+             "--predictor-host", f"127.0.0.1:{ports['predictor']}"],
+            root / "transformer.log",
+        ),
+    }  # fmt: skip
 
 
 def _time_paths(
@@ -459,18 +479,8 @@ def run(out_dir: str | Path) -> dict[str, Any]:
     peer_script.write_text(PEER)
     children = {
         "peer": _Child([str(peer_script), str(model_file), str(ports["peer"])], root / "peer.log"),
-        "predictor": _Child(
-            ["-m", "serving", "predictor", *config, "--http-port", str(ports["predictor"]),
-             "--grpc-port", str(ports["grpc"])],
-            root / "predictor.log",
-        ),
-        "transformer": _Child(
-            ["-m", "serving", "transformer", *config, "--http-port", str(ports["transformer"]),
-             "--grpc-port", str(ports["t_grpc"]),
-             "--predictor-host", f"127.0.0.1:{ports['predictor']}"],
-            root / "transformer.log",
-        ),
-    }  # fmt: skip
+        **chain_children(config, ports, ports["t_grpc"], root),
+    }
     children.update(_manifest_children(world, ports, root, config[1]))
     with redis_server(root) as connection:  # None without redis-server: no Redis row
         try:

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.serving import ROOT, _Child, _Poster, _time, _wait
+from bench.serving import ROOT, _Poster, _time, _wait, chain_children
 from esteira.net import free_port
 
 REQUESTS = 1000
@@ -51,19 +51,7 @@ def run(out_dir: str | Path) -> dict[str, Any]:
 
     ports = {"predictor": free_port(), "grpc": free_port(), "transformer": free_port(span=2)}
     config = ["--config", str(world["config"])]
-    children = {
-        "predictor": _Child(
-            ["-m", "serving", "predictor", *config, "--http-port", str(ports["predictor"]),
-             "--grpc-port", str(ports["grpc"])],
-            root / "predictor.log",
-        ),
-        "transformer": _Child(
-            ["-m", "serving", "transformer", *config, "--http-port", str(ports["transformer"]),
-             "--grpc-port", str(ports["transformer"] + 1),
-             "--predictor-host", f"127.0.0.1:{ports['predictor']}"],
-            root / "transformer.log",
-        ),
-    }  # fmt: skip
+    children = chain_children(config, ports, ports["transformer"] + 1, root)
     try:
         for key in ("predictor", "transformer"):
             _wait(f"http://127.0.0.1:{ports[key]}/v2/health/ready", children[key])

@@ -332,5 +332,29 @@ def chain_endpoints(world: dict[str, Any], ports: dict[str, int], entity: dict[s
     return endpoints(settings, type("V", (), {"version": world["version"]}), keys, values)
 
 
+def answers_by_protocol(info: dict[str, Any]) -> list[Any]:
+    """The answers to ``info``'s sample request over V1, V2 REST and gRPC, by the clients
+    `esteira predict` uses."""
+    from esteira_cli.commands import predict
+
+    sample = info["sample"]
+    return [predict.via_v1(info, sample), predict.via_v2(info, sample),
+            predict.via_grpc(info, sample)]  # fmt: skip
+
+
+def online_frame(world: dict[str, Any], entities: list[dict[str, Any]]) -> pd.DataFrame:
+    """The feature rows the online store serves now for ``entities`` (their join keys and
+    request values, as the world's contract names them), in the model's column order."""
+    from esteira.contract import load_contract
+    from esteira.online import OnlineFeatures
+
+    settings = world["settings"]
+    contract = load_contract(settings.features.repo_path)
+    keys = {k: [e[k] for e in entities] for k in contract.keys}
+    request = {name: [e[name] for e in entities] for name in contract.request}
+    values = OnlineFeatures(settings).lookup(keys, request)
+    return pd.DataFrame(values, columns=world["features"])
+
+
 def as_float(values: Any) -> np.ndarray:
     return np.asarray(values, dtype="float64")

@@ -18,8 +18,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from esteira_cli.commands import predict as esteira_predict
-from testkit.serving import chain_endpoints, chain_servers
+from testkit.serving import (
+    answers_by_protocol,
+    chain_endpoints,
+    chain_servers,
+    online_frame,
+)
 
 STORES, ITEMS = 2, 3
 
@@ -95,13 +99,7 @@ def servers(world: dict[str, Any]) -> Iterator[dict[str, int]]:
 
 def _in_process(world: dict[str, Any], entities: list[dict[str, Any]]) -> np.ndarray:
     """The model's forecast for the features the online store serves now."""
-    from esteira.online import OnlineFeatures
-
-    online = OnlineFeatures(world["settings"])
-    keys = {k: [e[k] for e in entities] for k in ("store_id", "item_id")}
-    request = {k: [e[k] for e in entities] for k in ("price", "promo")}
-    frame = pd.DataFrame(online.lookup(keys, request), columns=world["features"])
-    return world["model"].predict(frame.astype(world["types"]))
+    return world["model"].predict(online_frame(world, entities).astype(world["types"]))
 
 
 def test_v1_v2_and_grpc_give_the_same_forecast_as_the_model(world, servers) -> None:
@@ -110,12 +108,7 @@ def test_v1_v2_and_grpc_give_the_same_forecast_as_the_model(world, servers) -> N
     answers = []
     for entity, want in zip(entities, expected, strict=True):
         info = chain_endpoints(world, servers, entity)
-        sample = info["sample"]
-        got = [
-            esteira_predict.via_v1(info, sample),
-            esteira_predict.via_v2(info, sample),
-            esteira_predict.via_grpc(info, sample),
-        ]
+        got = answers_by_protocol(info)
         assert len(set(got)) == 1, got  # identical, not merely close
         prediction, probability = got[0]
         assert probability is None  # a regression answers no probability

@@ -18,11 +18,15 @@ from typing import Any
 import grpc
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 
 from esteira_cli.commands import predict as esteira_predict
-from testkit.serving import chain_endpoints, chain_servers
+from testkit.serving import (
+    answers_by_protocol,
+    chain_endpoints,
+    chain_servers,
+    online_frame,
+)
 
 MAX_TEXT = 200  # serving.max_text_chars of this world
 TEXTS = [
@@ -59,13 +63,7 @@ def servers(world: dict[str, Any]) -> Iterator[dict[str, int]]:
 
 def _in_process(world: dict[str, Any], entities: list[dict[str, Any]]) -> np.ndarray:
     """The model's probability for the features the online store serves now and the text."""
-    from esteira.online import OnlineFeatures
-
-    online = OnlineFeatures(world["settings"])
-    keys = {"product_id": [e["product_id"] for e in entities]}
-    request = {"review_text": [e["review_text"] for e in entities]}
-    frame = pd.DataFrame(online.lookup(keys, request), columns=world["features"])
-    return world["model"].predict_proba(frame)[:, 1]
+    return world["model"].predict_proba(online_frame(world, entities))[:, 1]
 
 
 def test_v1_v2_and_grpc_give_the_same_answer_as_the_model(world, servers) -> None:
@@ -76,11 +74,7 @@ def test_v1_v2_and_grpc_give_the_same_answer_as_the_model(world, servers) -> Non
         sample = info["sample"]
         assert {"name": "review_text", "shape": [1], "datatype": "BYTES",
                 "data": [entity["review_text"]]} in sample["v2"]["inputs"]  # fmt: skip
-        got = [
-            esteira_predict.via_v1(info, sample),
-            esteira_predict.via_v2(info, sample),
-            esteira_predict.via_grpc(info, sample),
-        ]
+        got = answers_by_protocol(info)
         assert len(set(got)) == 1, got  # identical, not merely close
         prediction, probability = got[0]
         assert probability == pytest.approx(float(want), rel=1e-12)
