@@ -8,16 +8,17 @@ A call reads through Feast in one of two ways, with the same answer (a test hold
 them equal on SQLite):
 
 * ``direct`` (the default where it is faster, see :meth:`_DirectRead.build`):
-  Feast's own online store ``online_read`` per feature view, Feast's value
-  conversion (scalars read straight from the proto) and the on-demand view's own
-  transformation, with the view list resolved once. What it skips is the SDK's
-  per-call work: resolving references against the registry, building protobuf
-  responses and converting them back, and type-checking every call into the
-  on-demand view. On SQLite that is about three quarters of an SDK call
-  (``make bench``: online).
-  On Redis every view's HMGETs go out in one pipeline, one round trip, as Feast's
-  own batched read sends them (:class:`_RedisRead`): the SDK call costs about
-  2.8 ms here, the direct read a small fraction of it (``make bench``: online).
+  the rows Feast's own online store holds, read with Feast's table names and
+  entity-key encoding, Feast's value conversion (scalars read straight from the
+  proto) and the on-demand view's own transformation, with the view list resolved
+  once. What it skips is the SDK's per-call work: resolving references against the
+  registry, building protobuf responses and converting them back, and type-checking
+  every call into the on-demand view.
+  On SQLite every view's rows come in one statement, without the timestamps Feast
+  converts row by row (:class:`_SqliteRead`); on Redis every view's HMGETs go out
+  in one pipeline, one round trip, as Feast's own batched read sends them
+  (:class:`_RedisRead`). Either is a small fraction of an SDK call (``make bench``:
+  online). Other stores read view by view through Feast's ``online_read``.
 * ``sdk``: ``FeatureStore.get_online_features``. Used for on-demand views the direct
   path does not cover (pandas mode, aggregations, written to the online store) and
   for other stores that batch all views in one round trip.
@@ -38,6 +39,7 @@ from esteira.feast_store import feature_store, read_sentinel
 
 DIRECT, SDK = "direct", "sdk"
 KEY_CACHE_SIZE = 100_000  # entity keys kept by the direct read (a fleet, not a stream)
+SQLITE_MAX_PARAMETERS = 32_766  # SQLite's default bound on a statement's parameters
 SENTINEL_RECHECK_SECONDS = 1.0  # a present sentinel is trusted this long (readiness, requests)
 REFILL = "run `esteira features materialize --full`"
 Entities = list[Any] | dict[str, list[Any]]  # ids of a single-key entity, or {join key: values}
@@ -294,6 +296,7 @@ class _DirectRead:
 
     def __init__(self, store: Any, tables: list[tuple[Any, list[str]]], odfvs: list) -> None:
         from feast.infra.online_stores.redis import RedisOnlineStore
+        from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
         self.provider = store._get_provider()
         self.config = store.config
@@ -302,19 +305,21 @@ class _DirectRead:
         self.value_types = {e.join_key: e.value_type for e in store.list_entities()}
         self._keys: dict[Any, Any] = {}  # entity (a tuple of key values) -> its EntityKey proto
         online_store = self.provider.online_store
-        # Redis: every view in one pipeline; else Feast's online_read view by view
-        self._redis = (
-            _RedisRead(online_store, self.config, tables)
-            if isinstance(online_store, RedisOnlineStore)
-            else None
-        )
+        # Redis: every view in one pipeline; SQLite: every view in one statement;
+        # else Feast's online_read view by view
+        self._batched: _RedisRead | _SqliteRead | None = None
+        if isinstance(online_store, RedisOnlineStore):
+            self._batched = _RedisRead(online_store, self.config, tables)
+        elif isinstance(online_store, SqliteOnlineStore):
+            self._batched = _SqliteRead(online_store, self.config, tables)
 
     @classmethod
     def build(cls, store: Any, service: Any, odfvs: dict[str, Any]) -> _DirectRead | None:
         """None when the service needs something only the SDK path does, or the SDK is faster.
 
-        A store that reads view by view anyway (SQLite) saves the SDK's per-call work.
-        Redis batches every view into one round trip, and so does the direct read
+        A store that reads view by view anyway (SQLite) saves the SDK's per-call work,
+        and the direct read asks for every view at once (:class:`_SqliteRead`). Redis
+        batches every view into one round trip, and so does the direct read
         (:class:`_RedisRead`). Another store that batches keeps the SDK: read view by
         view, it would pay one network round trip per view on a cluster.
         """
@@ -396,8 +401,8 @@ class _DirectRead:
 
     def _read_views(self, keys: list[Any]) -> list[list[tuple[Any, dict | None]]]:
         """Each view's ``(event time, {feature: value proto} or None)`` per key."""
-        if self._redis is not None:
-            return self._redis.read(keys)
+        if self._batched is not None:
+            return self._batched.read(keys)
         return [
             self.provider.online_read(self.config, table, keys, names)
             for table, names in self.tables
@@ -432,6 +437,57 @@ class _RedisRead:
             store._convert_redis_values_to_protobuf(answers[i * n : (i + 1) * n], view, fields)
             for i, (view, fields, _) in enumerate(self.plans)
         ]
+
+
+class _SqliteRead:
+    """Every view's rows in one statement: the tables and entity-key bytes of Feast's
+    ``SqliteOnlineStore.online_read``, which reads them one statement per view. It
+    selects no timestamps (the lookup does not use them; converting one per feature was
+    a third of Feast's read) and serializes each entity key once, not once per view."""
+
+    def __init__(self, store: Any, config: Any, tables: list[tuple[Any, list[str]]]) -> None:
+        from feast.infra.online_stores.sqlite import _quote_id, _table_id
+
+        self.store, self.config = store, config
+        versioning = config.registry.enable_online_feature_view_versioning
+        self.names = [_quote_id(_table_id(config.project, view, versioning)) for view, _ in tables]
+        self.version = config.entity_key_serialization_version
+        # SQLite binds at most 32,766 parameters: keys go in chunks that fit every view
+        self.chunk = max(1, SQLITE_MAX_PARAMETERS // len(self.names))
+        self._statements: dict[int, str] = {}  # number of keys -> statement
+
+    def _statement(self, n: int) -> str:
+        statement = self._statements.get(n)
+        if statement is None:
+            marks = ",".join("?" * n)
+            statement = " UNION ALL ".join(
+                f"SELECT {i}, entity_key, feature_name, value FROM {name} "
+                f"WHERE entity_key IN ({marks})"
+                for i, name in enumerate(self.names)
+            )
+            if len(self._statements) < 64:
+                self._statements[n] = statement
+        return statement
+
+    def read(self, keys: list[Any]) -> list[list[tuple[Any, dict | None]]]:
+        from feast.infra.key_encoding_utils import serialize_entity_key
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        blobs = [
+            serialize_entity_key(key, entity_key_serialization_version=self.version)
+            for key in keys
+        ]
+        unique = list(dict.fromkeys(blobs))
+        found: list[dict[bytes, dict[str, Any]]] = [{} for _ in self.names]
+        connection = self.store._get_conn(self.config)
+        for start in range(0, len(unique), self.chunk):
+            part = unique[start : start + self.chunk]
+            rows = connection.execute(self._statement(len(part)), part * len(self.names))
+            for view, key, name, blob in rows.fetchall():
+                value = Value()
+                value.ParseFromString(blob)
+                found[view].setdefault(key, {})[name] = value
+        return [[(None, view.get(blob)) for blob in blobs] for view in found]
 
 
 def _service_keys(store: Any, service: Any, odfvs: dict[str, Any]) -> tuple[list[str], dict]:

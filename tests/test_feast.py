@@ -294,6 +294,27 @@ def test_direct_read_leaves_what_it_does_not_cover_to_the_sdk(repo: Path, fleet)
     assert _DirectRead.build(store, service, odfvs) is None
 
 
+def test_sqlite_direct_read_splits_keys_no_statement_can_bind(
+    repo: Path, fleet, monkeypatch
+) -> None:
+    """The SQLite read asks for every view in one statement; more keys than one statement
+    binds go in chunks, with the SDK's answer (repeats and an unknown entity included)."""
+    import esteira.online
+
+    settings = settings_for(repo)
+    ready(settings, fleet[0])
+    feast_ops.materialize(settings)
+    sdk = OnlineFeatures(settings, path="sdk")
+    monkeypatch.setattr(esteira.online, "SQLITE_MAX_PARAMETERS", 6)  # 3 views: 2 keys each
+    direct = OnlineFeatures(settings)
+    assert direct.path == "direct" and direct._direct._batched.chunk == 2
+    ids = [3, 1, 4, 1, 5, 2, 3]
+    request = {"volt_now": [150.0 + i for i in range(7)], "vibration_now": [40.0] * 7}
+    assert direct.lookup(ids, request) == sdk.lookup(ids, request)
+    with pytest.raises(UnknownEntityError, match=r"\[77\]"):
+        direct.lookup([1, 2, 77], {k: v[:3] for k, v in request.items()})
+
+
 def test_materialize_command_mistakes_are_one_line(repo: Path, tmp_path: Path, capsys) -> None:
     from esteira_cli.cli import main
 
