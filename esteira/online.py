@@ -474,8 +474,7 @@ class _SqliteRead:
         from feast.protos.feast.types.Value_pb2 import Value
 
         blobs = [
-            serialize_entity_key(key, entity_key_serialization_version=self.version)
-            for key in keys
+            serialize_entity_key(key, entity_key_serialization_version=self.version) for key in keys
         ]
         unique = list(dict.fromkeys(blobs))
         found: list[dict[bytes, dict[str, Any]]] = [{} for _ in self.names]
