@@ -400,7 +400,8 @@ class _DirectRead:
         return out
 
     def _read_views(self, keys: list[Any]) -> list[list[tuple[Any, dict | None]]]:
-        """Each view's ``(event time, {feature: value proto} or None)`` per key."""
+        """Each view's ``(event time, {feature: value proto} or None)`` per key; the
+        batched reads give no event time (the lookup does not use it)."""
         if self._batched is not None:
             return self._batched.read(keys)
         return [
@@ -443,7 +444,7 @@ class _SqliteRead:
     """Every view's rows in one statement: the tables and entity-key bytes of Feast's
     ``SqliteOnlineStore.online_read``, which reads them one statement per view. It
     selects no timestamps (the lookup does not use them; converting one per feature was
-    a third of Feast's read) and serializes each entity key once, not once per view."""
+    a quarter of Feast's read) and serializes each entity key once, not once per view."""
 
     def __init__(self, store: Any, config: Any, tables: list[tuple[Any, list[str]]]) -> None:
         from feast.infra.online_stores.sqlite import _quote_id, _table_id
