@@ -39,6 +39,12 @@ from typing import Any  # noqa: E402
 import prometheus_client.values  # noqa: E402, F401
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+# FastAPI's answer when its JSON parser raised (a document nested past Python's recursion limit)
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
+UNPARSABLE_BODY = (
+    "body: could not be parsed as JSON (not JSON, or nested too deep for the parser); "
+    'send a JSON object such as {"inputs": [{"name", "shape", "datatype", "data"}, ...]}'
+)
 ERRORS_LOG = logging.getLogger("serving.errors")  # one line per error answer
 SWITCH_INTERVAL_SECONDS = 0.0005
 # The config file when --config is absent: `esteira serve` starts the servers with the
@@ -202,7 +208,10 @@ def serving_app(max_body_bytes: int, dataplane: Any = None, role: str = "model")
         return JSONResponse(status_code=exc.http_status, content={"error": exc.message})
 
     async def http_error(_: Any, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)})
+        detail = str(exc.detail)
+        if exc.status_code == 400 and detail == FASTAPI_BODY_ERROR:  # says neither what nor why
+            detail = UNPARSABLE_BODY
+        return JSONResponse(status_code=exc.status_code, content={"error": detail})
 
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(ServingError, serving_error)

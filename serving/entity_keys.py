@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 from kserve.errors import InvalidInput
 
+from esteira.errors import brief
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_KEY_CHARS = 256  # a string key longer than this is no id
 DATATYPES = {"int": "INT64", "string": "BYTES"}
@@ -40,7 +42,9 @@ def key_value(value: Any, kind: str, where: str) -> int | str:
             except UnicodeDecodeError:
                 raise InvalidInput(f"{where}: is not valid UTF-8") from None
         if not isinstance(value, str) or not value:
-            raise InvalidInput(f"{where}: expected a non-empty string id, got {value!r}"[:200])
+            raise InvalidInput(
+                f"{where}: expected a non-empty string id, got {brief(value, 100)}"[:200]
+            )
         if len(value) > MAX_KEY_CHARS:
             raise InvalidInput(
                 f"{where}: an id of {len(value)} characters; at most {MAX_KEY_CHARS}"
@@ -53,7 +57,7 @@ def key_value(value: Any, kind: str, where: str) -> int | str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if type(value) is not int:
-        raise InvalidInput(f"{where}: expected an integer id, got {value!r}"[:200])
+        raise InvalidInput(f"{where}: expected an integer id, got {brief(value, 100)}"[:200])
     if not INT64_MIN <= value <= INT64_MAX:  # Feast's INT64 entity keys
         raise InvalidInput(f"{where}: id {value} is out of the 64-bit integer range")
     return value
@@ -77,7 +81,7 @@ def parse_parameter(value: Any, kind: str, rows: int, where: str) -> list[Any]:
             parts = [p.strip() for p in text.split(",") if p.strip()]
             if not all(p.lstrip("-").isdigit() for p in parts):
                 raise InvalidInput(
-                    f"{where}: expected comma-separated integers, got {value!r}"[:200]
+                    f"{where}: expected comma-separated integers, got {brief(value, 100)}"[:200]
                 )
             value = [int(p) for p in parts]
         else:

@@ -62,7 +62,7 @@ from kserve.protocol.infer_type import (
 )
 
 from esteira.config import Settings
-from esteira.errors import EsteiraError
+from esteira.errors import EsteiraError, brief
 from esteira.registry import MODEL_FILE, Registry, read_model_dir
 from esteira.safe_load import load_model
 from serving.entity_keys import parse_parameter, plural
@@ -94,9 +94,7 @@ class ModelLoadFailed(ModelNotReady):
 
 # ---- value conversion (shared by V1 and V2) ------------------------------------------
 def _bad(where: str, expected: str, value: Any) -> InvalidInput:
-    shown = repr(value)
-    shown = shown if len(shown) <= 40 else shown[:40] + "..."
-    return InvalidInput(f"{where}: expected {expected}, got {type(value).__name__} {shown}")
+    return InvalidInput(f"{where}: expected {expected}, got {type(value).__name__} {brief(value)}")
 
 
 def _utf8(value: str, where: str) -> str:

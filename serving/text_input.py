@@ -9,6 +9,8 @@ from typing import Any
 
 from kserve.errors import InvalidInput
 
+from esteira.errors import brief
+
 DATATYPE = "BYTES"  # V2: text travels as BYTES (UTF-8); V1: a JSON string
 
 
@@ -23,8 +25,9 @@ def text_value(value: Any, where: str, max_chars: int) -> str:
                 "send the text encoded as UTF-8"
             ) from None
     if not isinstance(value, str):
-        shown = repr(value)[:40]
-        raise InvalidInput(f"{where}: expected a string (text), got {type(value).__name__} {shown}")
+        raise InvalidInput(
+            f"{where}: expected a string (text), got {type(value).__name__} {brief(value)}"
+        )
     if not value.strip():
         raise InvalidInput(f"{where}: is empty; send the text to classify (at least one letter)")
     if len(value) > max_chars:

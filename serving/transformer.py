@@ -49,7 +49,7 @@ from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from esteira.config import Settings
-from esteira.errors import EsteiraError
+from esteira.errors import EsteiraError, brief
 from serving.entity_keys import DATATYPES, encode_parameter, key_value, plural
 from serving.predictor import json_body
 from serving.stock import STOCK_RUNTIME, read_stock_answer, stock_request
@@ -97,7 +97,7 @@ def gateway_timeout(message: str) -> ServingError:
 # ---- request parsing -----------------------------------------------------------------
 def _number(value: Any, where: str) -> float:
     if type(value) not in (int, float):
-        raise InvalidInput(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+        raise InvalidInput(f"{where}: expected a number, got {type(value).__name__} {brief(value)}")
     try:
         finite = math.isfinite(value)
     except OverflowError:  # an int too large for a float

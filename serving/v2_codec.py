@@ -39,6 +39,8 @@ from kserve.protocol.infer_type import (
     to_http_parameters,
 )
 
+from esteira.errors import brief
+
 # V2 datatype -> little-endian numpy dtype of its raw encoding (BYTES is length-prefixed)
 RAW_DTYPES: dict[str, np.dtype] = {
     name: np.dtype(code)
@@ -147,7 +149,7 @@ def read_binary_request(
             if type(length) is not int or length < 0:
                 raise InvalidInput(
                     f"{where}: expected the byte length of the input's binary data, got "
-                    f"{length!r}; send data or binary_data_size"
+                    f"{brief(length)}; send data or binary_data_size"
                 )
             if offset + length > size:
                 raise InvalidInput(
@@ -177,7 +179,7 @@ def read_binary_request(
 # ---- outputs -----------------------------------------------------------------------------
 def _flag(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise InvalidInput(f"{where}: expected true or false, got {value!r}")
+        raise InvalidInput(f"{where}: expected true or false, got {brief(value)}")
     return value
 
 

@@ -361,3 +361,36 @@ def test_a_lone_surrogate_quoted_in_an_error_is_escaped_not_a_500(servers: Serve
     content = json.dumps(body).encode()  # the escape \ud800 travels as ASCII
     response = _post(_v2(servers.transformer, schema), content)
     _assert_client_error(response, "datatype", "\\ud800")
+
+
+# found by `make fuzz` on 2026-11-30: a document nested 1,024 deep parses (orjson's limit),
+# and quoting it in the 400 hit Python's recursion limit: "RecursionError ... repr", a 500
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"1" + b"]" * depth
+
+
+@pytest.mark.parametrize("role", ["predictor", "transformer"])
+def test_a_deeply_nested_document_quoted_in_an_error_is_400(
+    servers: Servers, schema: Schema, role: str
+):
+    server = servers.by_role(role)
+    _assert_client_error(_post(_v1(server, schema), _nested(1024)), "body")
+    rows = b'{"instances": %s}' % _nested(1023)  # 1,024 deep with the object
+    _assert_client_error(_post(_v1(server, schema), rows), "instances")
+    body = _transformer_v2(schema) if role == "transformer" else {"inputs": _v2_inputs(schema)}
+    body["inputs"][1]["data"] = "@"  # replaced by the raw document below
+    content = json.dumps(body).encode().replace(b'"@"', _nested(1020))
+    _assert_client_error(_post(_v2(server, schema), content), "body", "nested too deep")
+
+
+def test_brief_quotes_any_value_without_failing():
+    from esteira.errors import brief
+
+    nested: list = [1]
+    for _ in range(5000):
+        nested = [nested]
+    assert brief(nested) == "[[[[...]]]]"
+    long = brief("x" * 1000)
+    assert long.startswith("'xxx") and len(long) == 43 and long.endswith("...")
+    assert brief("\ud800") == "'\\ud800'"
+    assert brief({"a": [1, 2]}, 100) == "{'a': [1, 2]}"
