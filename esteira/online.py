@@ -295,9 +295,6 @@ class _DirectRead:
     """Feast's online read and on-demand transforms, resolved once (see the module doc)."""
 
     def __init__(self, store: Any, tables: list[tuple[Any, list[str]]], odfvs: list) -> None:
-        from feast.infra.online_stores.redis import RedisOnlineStore
-        from feast.infra.online_stores.sqlite import SqliteOnlineStore
-
         self.provider = store._get_provider()
         self.config = store.config
         self.tables = tables  # (feature view, requested feature names), service order
@@ -305,13 +302,9 @@ class _DirectRead:
         self.value_types = {e.join_key: e.value_type for e in store.list_entities()}
         self._keys: dict[Any, Any] = {}  # entity (a tuple of key values) -> its EntityKey proto
         online_store = self.provider.online_store
-        # Redis: every view in one pipeline; SQLite: every view in one statement;
-        # else Feast's online_read view by view
-        self._batched: _RedisRead | _SqliteRead | None = None
-        if isinstance(online_store, RedisOnlineStore):
-            self._batched = _RedisRead(online_store, self.config, tables)
-        elif isinstance(online_store, SqliteOnlineStore):
-            self._batched = _SqliteRead(online_store, self.config, tables)
+        # every view at once (see _batched_read), else Feast's online_read view by view
+        batched = _batched_read(type(online_store))
+        self._batched = batched(online_store, self.config, tables) if batched else None
 
     @classmethod
     def build(cls, store: Any, service: Any, odfvs: dict[str, Any]) -> _DirectRead | None:
@@ -324,11 +317,10 @@ class _DirectRead:
         view, it would pay one network round trip per view on a cluster.
         """
         from feast.infra.online_stores.online_store import OnlineStore
-        from feast.infra.online_stores.redis import RedisOnlineStore
 
         online_store = type(store._get_provider().online_store)
         batched = online_store._read_features_per_fv is not OnlineStore._read_features_per_fv
-        if batched and not issubclass(online_store, RedisOnlineStore):
+        if batched and _batched_read(online_store) is None:
             return None
         entity_keys, _ = _service_keys(store, service, odfvs)
         reads: dict[str, list[str]] = {}  # feature view -> features to read (service order)
@@ -488,6 +480,19 @@ class _SqliteRead:
                 value.ParseFromString(blob)
                 found[view].setdefault(key, {})[name] = value
         return [[(None, view.get(blob)) for blob in blobs] for view in found]
+
+
+def _batched_read(online_store: type) -> type[_RedisRead] | type[_SqliteRead] | None:
+    """The direct read that asks for every view at once on this kind of online store:
+    one pipeline on Redis, one statement on SQLite; None for any other store."""
+    from feast.infra.online_stores.redis import RedisOnlineStore
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    if issubclass(online_store, RedisOnlineStore):
+        return _RedisRead
+    if issubclass(online_store, SqliteOnlineStore):
+        return _SqliteRead
+    return None
 
 
 def _service_keys(store: Any, service: Any, odfvs: dict[str, Any]) -> tuple[list[str], dict]:
